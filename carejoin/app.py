@@ -1,0 +1,14 @@
+"""The deployable service: the gateway's app factory plus coordination's extension."""
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from carejoin import __version__
+from carejoin.settings import Settings, get_settings
+from fhir_gateway.app import create_app
+
+
+def create_service(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The carejoin ASGI app (``uvicorn --factory carejoin.app:create_service``)."""
+    settings = settings or get_settings()
+    return create_app(settings.gateway(), extensions=(), engine=engine, version=__version__)

@@ -1,0 +1,115 @@
+"""The ``carejoin`` command: serve, db upgrade, demo."""
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from carejoin.settings import get_settings
+from fhir_gateway import migrate
+from fhir_gateway.db import create_engine_for, session_factory_for
+from fhir_gateway.store import transaction
+
+app = typer.Typer(
+    help="carejoin: the shared care record and care coordination service.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _serve(host: str, port: int) -> None:
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    uvicorn.run("carejoin.app:create_service", factory=True, host=host, port=port, log_level="info")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Apply migrations (under a PostgreSQL advisory lock) and serve the API."""
+    _serve(host, port)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the schema migrations up to REVISION (default: the latest)."""
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine, revision)
+    engine.dispose()
+    typer.echo(f"Database at {engine.url.render_as_string(hide_password=True)} is up to date.")
+
+
+@app.command()
+def demo(
+    people: Annotated[
+        int, typer.Option(min=1, help="How many synthetic people to generate.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic locality.")] = 2026,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    load_only: Annotated[
+        bool, typer.Option("--load-only", help="Load the demo data, then exit.")
+    ] = False,
+) -> None:
+    """Generate a synthetic locality, load it as each source would send it, then serve."""
+    from carejoin.synthetic import generate_locality, person_bundles
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    factory = session_factory_for(engine)
+    base_url = settings.base_url.rstrip("/")
+    locality = generate_locality(people=people, seed=seed)
+
+    def load(bundle: dict[str, object]) -> int:
+        with factory.begin() as session:
+            responses = transaction.process_transaction(
+                session, bundle, now=datetime.now(UTC), base_url=base_url, get_handler=_no_get
+            )
+        return len(responses)
+
+    load(locality.organizations_bundle)
+    loaded = 0
+    with Progress(
+        TextColumn("[bold]Loading demo people"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("load", total=people)
+        for n in range(people):
+            for _source, bundle in person_bundles(people=people, seed=seed, start=n, stop=n + 1):
+                loaded += load(bundle)
+            progress.advance(task)
+    engine.dispose()
+    typer.echo(
+        f"Loaded {loaded} resources for {people} synthetic people into {settings.database_url}."
+    )
+    if not load_only:
+        typer.echo(
+            f"Serving on http://{host}:{port}/fhir (try /fhir/metadata or /fhir/Patient?_count=5)"
+        )
+        uvicorn.run(
+            "carejoin.app:create_service", factory=True, host=host, port=port, log_level="info"
+        )
+
+
+def _no_get(_session: object, url: str) -> transaction.EntryResponse:
+    raise typer.BadParameter(f"demo bundles do not read ({url})")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

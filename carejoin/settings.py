@@ -1,0 +1,40 @@
+"""The one Settings object of carejoin (environment prefix ``CAREJOIN_``).
+
+Each package keeps its own section; this composition is the only place they meet. Nothing
+here is instantiated at import time: entry points call ``get_settings()``.
+"""
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fhir_gateway.settings import GatewaySettings
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CAREJOIN_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: str = Field(default="development", pattern="^(development|test|production)$")
+    database_url: str = "sqlite:///./var/carejoin.db"
+    base_url: str = "http://127.0.0.1:8080/fhir"
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    default_page_size: int = Field(default=20, ge=1, le=1000)
+    max_page_size: int = Field(default=1000, ge=1, le=10000)
+
+    def gateway(self) -> GatewaySettings:
+        """The gateway's section, built from the flat environment variables."""
+        return GatewaySettings(
+            database_url=self.database_url,
+            base_url=self.base_url,
+            max_body_bytes=self.max_body_bytes,
+            default_page_size=self.default_page_size,
+            max_page_size=self.max_page_size,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

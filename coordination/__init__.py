@@ -1,0 +1,1 @@
+"""Care coordination: teams, case-finding, assignment, care plans, tasks, alerts, outcomes."""

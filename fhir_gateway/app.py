@@ -1,0 +1,161 @@
+"""The gateway's app factory: ``create_app(settings, extensions=())``.
+
+Builds the engine, session factory, routers and error handlers explicitly; nothing connects at
+import time. Every error leaves as a FHIR OperationOutcome with the right status, and nothing
+a client sends produces a 500.
+"""
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhir_gateway.db import create_engine_for, session_factory_for
+from fhir_gateway.outcomes import Issue, OutcomeError, outcome
+from fhir_gateway.rest.router import MEDIA
+from fhir_gateway.rest.router import router as fhir_router
+from fhir_gateway.settings import GatewaySettings
+from fhir_gateway.validation import dumps
+
+log = logging.getLogger("carejoin.gateway")
+
+Extension = Callable[[FastAPI], None]
+
+STATUS_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    410: "deleted",
+    412: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+}
+
+
+def _outcome_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    return Response(content=dumps(body), status_code=status, media_type=MEDIA, headers=headers)
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    extensions: Sequence[Extension] = (),
+    engine: Engine | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    """The FHIR gateway as an ASGI app. ``engine`` may be given (tests, the CLI)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = app.state.engine is None
+        if owned:
+            app.state.engine = create_engine_for(
+                settings.database_url, pool_size=settings.pool_size, echo=settings.echo_sql
+            )
+            _bind(app, app.state.engine)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.engine.dispose()
+
+    app = FastAPI(
+        title="carejoin",
+        version=version,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.gateway_settings = settings
+    app.state.engine = engine
+    if engine is not None:
+        _bind(app, engine)
+    app.include_router(fhir_router)
+    _install_error_handlers(app)
+    for extension in extensions:
+        extension(app)
+    return app
+
+
+def _bind(app: FastAPI, engine: Engine) -> None:
+    factory = session_factory_for(engine)
+    app.state.session_factory = factory
+    app.state.unit_of_work = unit_of_work_factory(factory)
+
+
+def unit_of_work_factory(factory: sessionmaker[Session]) -> Callable[[], Any]:
+    @contextmanager
+    def unit_of_work() -> Iterator[Session]:
+        with factory.begin() as session:
+            yield session
+
+    return unit_of_work
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OutcomeError)
+    async def on_outcome(_request: Request, exc: OutcomeError) -> Response:
+        return _outcome_response(exc.status_code, exc.to_outcome())
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_request: Request, exc: RequestValidationError) -> Response:
+        issues = [
+            Issue(
+                code="invalid",
+                diagnostics=str(err.get("msg", "invalid")),
+                expression=(".".join(str(p) for p in err.get("loc", ())),),
+            )
+            for err in exc.errors()
+        ]
+        return _outcome_response(400, outcome(*issues))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = STATUS_CODES.get(exc.status_code, "exception")
+        if exc.status_code == 404:
+            message = f"There is nothing at {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _outcome_response(
+            exc.status_code,
+            outcome(Issue(code=code, diagnostics=message)),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        request_id = uuid.uuid4().hex[:12]
+        log.exception(
+            "unexpected error handling %s %s [request %s]",
+            request.method,
+            request.url.path,
+            request_id,
+            exc_info=exc,
+        )
+        return _outcome_response(
+            500,
+            outcome(
+                Issue(
+                    code="exception",
+                    diagnostics=f"An internal error occurred (request {request_id}); it has been logged",
+                )
+            ),
+        )

@@ -1,0 +1,92 @@
+"""The CapabilityStatement: exactly what this server does (R4 3.1.0.14 "capabilities").
+
+Built from the same registry the search engine uses, so it cannot claim a parameter the
+server does not index.
+"""
+
+from typing import Any
+
+from fhir_gateway.search.model import ParamType
+from fhir_gateway.search.registry import SEARCH_PARAMS
+
+INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
+COMMON = ("_id", "_lastUpdated", "_tag", "_security", "_profile", "_source")
+RESULT_PARAMS = ("_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total")
+
+
+def capability_statement(*, base_url: str, software_version: str) -> dict[str, Any]:
+    resources = []
+    for resource_type in sorted(SEARCH_PARAMS):
+        params = SEARCH_PARAMS[resource_type]
+        resources.append(
+            {
+                "type": resource_type,
+                "interaction": [{"code": code} for code in INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "searchInclude": sorted(
+                    f"{resource_type}:{p.code}"
+                    for p in params.values()
+                    if p.type is ParamType.REFERENCE
+                ),
+                "searchParam": [
+                    {
+                        "name": p.code,
+                        "type": str(p.type),
+                        **({"documentation": p.description} if p.description else {}),
+                    }
+                    for p in sorted(params.values(), key=lambda p: p.code)
+                    if p.code not in COMMON
+                ],
+            }
+        )
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-24",
+        "publisher": "carejoin",
+        "kind": "instance",
+        "software": {"name": "carejoin", "version": software_version},
+        "implementation": {"description": "carejoin shared care record FHIR API", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Search result parameters supported: "
+                    + ", ".join(RESULT_PARAMS)
+                    + ". Modifiers: :missing on every type; :not on token; :exact and :contains on "
+                    "string; :[Type] on reference; chained parameters. Unknown parameters follow "
+                    "Prefer: handling=lenient (default) or strict."
+                ),
+                "resource": resources,
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+                "searchParam": [
+                    {"name": "_id", "type": "token"},
+                    {"name": "_lastUpdated", "type": "date"},
+                    {"name": "_tag", "type": "token"},
+                    {"name": "_security", "type": "token"},
+                    {"name": "_profile", "type": "uri"},
+                    {"name": "_source", "type": "uri"},
+                ],
+            }
+        ],
+    }

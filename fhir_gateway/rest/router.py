@@ -1,0 +1,441 @@
+"""The FHIR RESTful interactions (R4 3.1.0), thin: parse, call the store service, render.
+
+Reads are plain ``def`` endpoints (run in the thread pool); writes read the body in a
+bounded way on the event loop and then do their database work in the thread pool.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from fhir_gateway.outcomes import (
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    information,
+)
+from fhir_gateway.rest import render
+from fhir_gateway.rest.capability import capability_statement
+from fhir_gateway.rest.http import (
+    FHIR_JSON,
+    FORM,
+    check_accept,
+    check_content_type,
+    parse_if_match,
+    parse_prefer,
+    read_body,
+)
+from fhir_gateway.search.dates import InvalidDate, parse_range
+from fhir_gateway.search.params import SearchError, parse_search
+from fhir_gateway.search.registry import SUPPORTED_TYPES
+from fhir_gateway.store import service, transaction
+from fhir_gateway.store.repository import StoredResource
+from fhir_gateway.validation import dumps, parse_json, require_resource_object
+
+MEDIA = f"{FHIR_JSON}; charset=utf-8"
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+router = APIRouter(prefix="/fhir")
+
+
+def _uow(request: Request) -> AbstractContextManager[Session]:
+    factory: UnitOfWork = request.app.state.unit_of_work
+    return factory()
+
+
+def _base(request: Request) -> str:
+    return str(request.app.state.gateway_settings.base_url).rstrip("/")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _type(resource_type: str) -> str:
+    if resource_type not in SUPPORTED_TYPES:
+        raise NotFound(f"Resource type '{resource_type}' is not supported by this server")
+    return resource_type
+
+
+def fhir_response(
+    body: bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(content=body, status_code=status, media_type=MEDIA, headers=headers)
+
+
+def _resource_result(
+    request: Request, stored: StoredResource, *, status: int, location: bool
+) -> Response:
+    prefer = parse_prefer(request.headers.get("prefer"))
+    headers = render.resource_headers(stored, base_url=_base(request), location=location)
+    if prefer.return_ == "minimal":
+        return Response(status_code=status, headers=headers)
+    if prefer.return_ == "OperationOutcome":
+        verb = "Created" if status == 201 else "Updated"
+        message = f"{verb} {stored.resource_type}/{stored.resource_id} version {stored.version_id}"
+        return fhir_response(dumps(information(message)), status=status, headers=headers)
+    assert stored.body is not None
+    return fhir_response(stored.body.encode(), status=status, headers=headers)
+
+
+@router.get("/metadata")
+def metadata(request: Request) -> Response:
+    check_accept(request)
+    return fhir_response(
+        dumps(capability_statement(base_url=_base(request), software_version=request.app.version))
+    )
+
+
+def _history(request: Request, resource_type: str | None, resource_id: str | None) -> Response:
+    check_accept(request)
+    settings = request.app.state.gateway_settings
+    params = request.query_params
+    count_text = params.get("_count", str(settings.default_page_size))
+    if not count_text.isdigit():
+        raise Invalid("_count must be a whole number")
+    count = min(int(count_text), settings.max_page_size)
+    since = None
+    if "_since" in params:
+        try:
+            since = parse_range(params["_since"])[0]
+        except InvalidDate as exc:
+            raise Invalid(str(exc)) from exc
+    cursor_text = params.get("_cursor")
+    if cursor_text is not None and not cursor_text.isdigit():
+        raise Invalid("The history paging cursor is not valid")
+    cursor = int(cursor_text) if cursor_text else None
+    with _uow(request) as session:
+        if resource_type is not None and resource_id is not None:
+            service.read_any(session, resource_type, resource_id)
+        rows, next_pk = service.history(
+            session,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            since=since,
+            count=count,
+            cursor=cursor,
+        )
+    base = _base(request)
+    path = "/".join(p for p in (base, resource_type, resource_id, "_history") if p)
+    kept = [(k, v) for k, v in params.multi_items() if k != "_cursor"]
+    self_url = path + (f"?{urlencode(kept)}" if kept else "")
+    next_url = None
+    if next_pk is not None:
+        next_url = f"{path}?{urlencode([*kept, ('_cursor', str(next_pk))])}"
+    return fhir_response(
+        render.history_bundle(rows, base_url=base, self_url=self_url, next_url=next_url)
+    )
+
+
+@router.get("/_history")
+def system_history(request: Request) -> Response:
+    return _history(request, None, None)
+
+
+@router.get("/{resource_type}/_history")
+def type_history(request: Request, resource_type: str) -> Response:
+    return _history(request, _type(resource_type), None)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
+    return _history(request, _type(resource_type), resource_id)
+
+
+@router.get("/{resource_type}/{resource_id}")
+def read(request: Request, resource_type: str, resource_id: str) -> Response:
+    check_accept(request)
+    with _uow(request) as session:
+        stored = service.read(session, _type(resource_type), resource_id)
+    headers = render.resource_headers(stored, base_url=_base(request), location=False)
+    summary = request.query_params.get("_summary")
+    elements = request.query_params.get("_elements")
+    if summary not in (None, "false") or elements:
+        body = dumps(
+            render.body_fragment(
+                stored, summary=summary, elements=tuple((elements or "").split(","))
+            )
+        )
+        return fhir_response(body, headers=headers)
+    assert stored.body is not None
+    return fhir_response(stored.body.encode(), headers=headers)
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+def vread(request: Request, resource_type: str, resource_id: str, version_id: str) -> Response:
+    check_accept(request)
+    with _uow(request) as session:
+        stored = service.vread(session, _type(resource_type), resource_id, version_id)
+    assert stored.body is not None
+    headers = render.resource_headers(stored, base_url=_base(request), location=False)
+    return fhir_response(stored.body.encode(), headers=headers)
+
+
+def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) -> Response:
+    check_accept(request)
+    settings = request.app.state.gateway_settings
+    prefer = parse_prefer(request.headers.get("prefer"))
+    try:
+        search_request = parse_search(
+            _type(resource_type),
+            items,
+            strict=prefer.strict,
+            default_count=settings.default_page_size,
+            max_count=settings.max_page_size,
+        )
+    except SearchError as exc:
+        raise Invalid(str(exc)) from exc
+    base = _base(request)
+    with _uow(request) as session:
+        result = service.search(session, search_request, base_url=base)
+    ignored = set(search_request.ignored)
+    kept = [(k, v) for k, v in items if k not in ignored]
+    body = render.searchset(
+        result.page,
+        result.included,
+        base_url=base,
+        resource_type=resource_type,
+        params=kept,
+        summary=search_request.summary,
+        elements=search_request.elements,
+    )
+    return fhir_response(body)
+
+
+@router.get("/{resource_type}")
+def search_get(request: Request, resource_type: str) -> Response:
+    return _search(request, resource_type, list(request.query_params.multi_items()))
+
+
+@router.post("/{resource_type}/_search")
+async def search_post(request: Request, resource_type: str) -> Response:
+    kind = check_content_type(request, allow_form=True)
+    if kind != FORM:
+        raise Invalid(f"POST _search takes {FORM} parameters")
+    body = await read_body(request, limit=request.app.state.gateway_settings.max_body_bytes)
+    items = list(request.query_params.multi_items()) + parse_qsl(
+        body.decode(), keep_blank_values=True
+    )
+    return await run_in_threadpool(_search, request, resource_type, items)
+
+
+async def _resource_body(request: Request) -> dict[str, Any]:
+    check_content_type(request)
+    raw = await read_body(request, limit=request.app.state.gateway_settings.max_body_bytes)
+    return require_resource_object(parse_json(raw))
+
+
+@router.post("/{resource_type}")
+async def create(request: Request, resource_type: str) -> Response:
+    check_accept(request)
+    resource_type = _type(resource_type)
+    resource = await _resource_body(request)
+    if resource["resourceType"] != resource_type:
+        raise Invalid(f"The body is a {resource['resourceType']}, but the URL says {resource_type}")
+    if_none_exist = request.headers.get("if-none-exist")
+    base = _base(request)
+
+    def work() -> Response:
+        with _uow(request) as session:
+            if if_none_exist:
+                matches = service.find_matches(session, resource_type, if_none_exist, base_url=base)
+                if len(matches) > 1:
+                    raise PreconditionFailed("If-None-Exist matched more than one resource")
+                if matches:
+                    return _resource_result(request, matches[0], status=200, location=True)
+            result = service.create(session, resource, now=_now())
+        return _resource_result(request, result.stored, status=201, location=True)
+
+    return await run_in_threadpool(work)
+
+
+@router.put("/{resource_type}/{resource_id}")
+async def update(request: Request, resource_type: str, resource_id: str) -> Response:
+    check_accept(request)
+    resource_type = _type(resource_type)
+    resource = await _resource_body(request)
+    if resource["resourceType"] != resource_type:
+        raise Invalid(f"The body is a {resource['resourceType']}, but the URL says {resource_type}")
+    if_match = parse_if_match(request.headers.get("if-match"))
+
+    def work() -> Response:
+        with _uow(request) as session:
+            result = service.update(
+                session, resource_type, resource_id, resource, now=_now(), if_match=if_match
+            )
+        return _resource_result(
+            request, result.stored, status=201 if result.created else 200, location=result.created
+        )
+
+    return await run_in_threadpool(work)
+
+
+@router.put("/{resource_type}")
+async def conditional_update(request: Request, resource_type: str) -> Response:
+    check_accept(request)
+    resource_type = _type(resource_type)
+    resource = await _resource_body(request)
+    query = request.url.query
+    base = _base(request)
+    if_match = parse_if_match(request.headers.get("if-match"))
+
+    def work() -> Response:
+        with _uow(request) as session:
+            matches = service.find_matches(session, resource_type, query, base_url=base)
+            if len(matches) > 1:
+                raise PreconditionFailed("The conditional update matched more than one resource")
+            body_id = resource.get("id")
+            if matches:
+                if body_id is not None and body_id != matches[0].resource_id:
+                    raise Invalid(
+                        "The id in the body differs from the resource the criteria matched"
+                    )
+                target = matches[0].resource_id
+                result = service.update(
+                    session,
+                    resource_type,
+                    target,
+                    {**resource, "id": target},
+                    now=_now(),
+                    if_match=if_match,
+                )
+            elif body_id is not None:
+                result = service.update(session, resource_type, str(body_id), resource, now=_now())
+            else:
+                result = service.create(session, resource, now=_now())
+        return _resource_result(
+            request, result.stored, status=201 if result.created else 200, location=result.created
+        )
+
+    return await run_in_threadpool(work)
+
+
+@router.delete("/{resource_type}/{resource_id}")
+def delete(request: Request, resource_type: str, resource_id: str) -> Response:
+    resource_type = _type(resource_type)
+    with _uow(request) as session:
+        stored = service.delete(session, resource_type, resource_id, now=_now())
+    headers = {"ETag": f'W/"{stored.version_id}"'} if stored else {}
+    return Response(status_code=204, headers=headers)
+
+
+@router.delete("/{resource_type}")
+def conditional_delete(request: Request, resource_type: str) -> Response:
+    resource_type = _type(resource_type)
+    base = _base(request)
+    with _uow(request) as session:
+        matches = service.find_matches(session, resource_type, request.url.query, base_url=base)
+        if len(matches) > 1:
+            raise PreconditionFailed("The conditional delete matched more than one resource")
+        for match in matches:
+            service.delete(session, resource_type, match.resource_id, now=_now())
+    return Response(status_code=204)
+
+
+@router.post("")
+@router.post("/")
+async def bundle(request: Request) -> Response:
+    check_accept(request)
+    data = await _resource_body(request)
+    if data["resourceType"] != "Bundle":
+        raise Invalid("POST to the base takes a Bundle of type transaction or batch")
+    kind = data.get("type")
+    if kind not in ("transaction", "batch"):
+        raise Invalid(f"Bundle.type must be transaction or batch, not '{kind}'")
+    base = _base(request)
+
+    def get_handler(session: Session, url: str) -> transaction.EntryResponse:
+        return _get_entry(request, session, url)
+
+    def work() -> bytes:
+        with _uow(request) as session:
+            process = (
+                transaction.process_transaction
+                if kind == "transaction"
+                else transaction.process_batch
+            )
+            responses = process(session, data, now=_now(), base_url=base, get_handler=get_handler)
+        return _bundle_response(
+            responses,
+            kind=f"{kind}-response",
+            base_url=base,
+            prefer=parse_prefer(request.headers.get("prefer")).return_,
+        )
+
+    return fhir_response(await run_in_threadpool(work))
+
+
+def _get_entry(request: Request, session: Session, url: str) -> transaction.EntryResponse:
+    path, _, query = url.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 2 and parts[0] in SUPPORTED_TYPES:
+        stored = service.read(session, parts[0], parts[1])
+        return transaction.EntryResponse(status="200 OK", stored=stored)
+    if len(parts) == 1 and parts[0] in SUPPORTED_TYPES:
+        settings = request.app.state.gateway_settings
+        try:
+            search_request = parse_search(
+                parts[0],
+                parse_qsl(query, keep_blank_values=True),
+                strict=False,
+                default_count=settings.default_page_size,
+                max_count=settings.max_page_size,
+            )
+        except SearchError as exc:
+            raise Invalid(str(exc)) from exc
+        result = service.search(session, search_request, base_url=_base(request))
+        body = render.searchset(
+            result.page,
+            result.included,
+            base_url=_base(request),
+            resource_type=parts[0],
+            params=parse_qsl(query),
+            summary=search_request.summary,
+            elements=search_request.elements,
+        )
+        return transaction.EntryResponse(status="200 OK", body=parse_json(body))
+    raise Invalid(f"GET '{url}' in a bundle is not a read or a search this server supports")
+
+
+def _bundle_response(
+    responses: list[transaction.EntryResponse], *, kind: str, base_url: str, prefer: str
+) -> bytes:
+    import orjson
+
+    entries: list[dict[str, Any]] = []
+    for response in responses:
+        entry: dict[str, Any] = {}
+        out: dict[str, Any] = {"status": response.status}
+        if response.stored is not None:
+            stored = response.stored
+            entry["fullUrl"] = render.full_url(stored, base_url=base_url)
+            if prefer != "minimal" and stored.body is not None:
+                entry["resource"] = orjson.Fragment(stored.body)
+            if response.location:
+                out["location"] = render.version_url(stored, base_url=base_url)
+            out["etag"] = f'W/"{stored.version_id}"'
+            out["lastModified"] = service.format_instant(stored.last_updated)
+        elif response.body is not None:
+            entry["resource"] = response.body
+        if response.outcome is not None:
+            out["outcome"] = response.outcome
+        entry["response"] = out
+        entries.append(entry)
+    return dumps({"resourceType": "Bundle", "type": kind, "entry": entries})
+
+
+def iter_routes() -> Iterator[str]:
+    for route in router.routes:
+        yield str(getattr(route, "path", ""))
+
+
+def method_not_allowed(method: str, path: str) -> MethodNotAllowed:
+    return MethodNotAllowed(f"{method} is not allowed on {path}")

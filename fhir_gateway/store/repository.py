@@ -1,0 +1,335 @@
+"""Every query of the store: current resources, history, the search index and the outbox.
+
+Takes a ``Session``; flushes, never commits (the caller's unit of work commits). Writes are
+batched: a transaction bundle of 100 entries becomes a handful of multi-row statements, which
+is what makes ingest fast on both backends.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from fhir_gateway.search.model import IndexEntries
+from fhir_gateway.store.models import (
+    HistoryRow,
+    OutboxRow,
+    ResourceRow,
+    search_date,
+    search_quantity,
+    search_reference,
+    search_string,
+    search_token,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """A resource version as the store holds it; ``body`` is the JSON text to return."""
+
+    pk: int
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    body: str | None
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    """One resource version to write; ``existing`` is the current row, if there is one."""
+
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    method: str  # POST | PUT | DELETE
+    body: str | None
+    patient_id: str | None
+    source: str | None
+    security: str | None
+    index: IndexEntries | None
+    existing_pk: int | None = None
+
+
+_CURRENT_COLUMNS = (
+    ResourceRow.pk,
+    ResourceRow.resource_type,
+    ResourceRow.resource_id,
+    ResourceRow.version_id,
+    ResourceRow.last_updated,
+    ResourceRow.deleted,
+    ResourceRow.body,
+)
+
+
+def _stored(row: Any) -> StoredResource:
+    return StoredResource(
+        pk=row.pk,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        version_id=row.version_id,
+        last_updated=row.last_updated,
+        deleted=row.deleted,
+        body=row.body,
+    )
+
+
+def get_current(
+    session: Session, resource_type: str, resource_id: str, *, for_update: bool = False
+) -> StoredResource | None:
+    stmt = select(*_CURRENT_COLUMNS).where(
+        ResourceRow.resource_type == resource_type, ResourceRow.resource_id == resource_id
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    return None if row is None else _stored(row)
+
+
+def get_current_many(
+    session: Session, keys: Iterable[tuple[str, str]], *, for_update: bool = False
+) -> dict[tuple[str, str], StoredResource]:
+    wanted = list(set(keys))
+    found: dict[tuple[str, str], StoredResource] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        stmt = select(*_CURRENT_COLUMNS).where(
+            tuple_(ResourceRow.resource_type, ResourceRow.resource_id).in_(chunk)
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        for row in session.execute(stmt):
+            found[(row.resource_type, row.resource_id)] = _stored(row)
+    return found
+
+
+def get_by_pks(session: Session, pks: Sequence[int]) -> dict[int, StoredResource]:
+    if not pks:
+        return {}
+    rows = session.execute(select(*_CURRENT_COLUMNS).where(ResourceRow.pk.in_(list(pks))))
+    return {row.pk: _stored(row) for row in rows}
+
+
+def get_version(
+    session: Session, resource_type: str, resource_id: str, version_id: int
+) -> StoredResource | None:
+    row = session.execute(
+        select(
+            HistoryRow.resource_pk.label("pk"),
+            HistoryRow.resource_type,
+            HistoryRow.resource_id,
+            HistoryRow.version_id,
+            HistoryRow.last_updated,
+            (HistoryRow.method == "DELETE").label("deleted"),
+            HistoryRow.body,
+        ).where(
+            HistoryRow.resource_type == resource_type,
+            HistoryRow.resource_id == resource_id,
+            HistoryRow.version_id == version_id,
+        )
+    ).first()
+    return None if row is None else _stored(row)
+
+
+def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[StoredResource]:
+    """Write resource versions: current rows, history, index rows and outbox events.
+
+    New resources are inserted (their primary keys returned in order); existing ones are
+    updated in place and their index rows replaced. Deletes keep the row, flagged, with no
+    index rows, so searches no longer find it and a read answers 410.
+    """
+    if not writes:
+        return []
+    old = [w for w in writes if w.existing_pk is not None]
+    new = [w for w in writes if w.existing_pk is None]
+    if new:
+        pks = session.scalars(
+            insert(ResourceRow).returning(ResourceRow.pk, sort_by_parameter_order=True),
+            [_resource_values(w) for w in new],
+        ).all()
+        for write, pk in zip(new, pks, strict=True):
+            write.existing_pk = pk
+    if old:
+        session.execute(
+            update(ResourceRow),
+            [{"pk": w.existing_pk, **_resource_values(w)} for w in old],
+        )
+        _delete_index_rows(session, [w.existing_pk for w in old if w.existing_pk is not None])
+    session.execute(
+        insert(HistoryRow),
+        [
+            {
+                "resource_pk": w.existing_pk,
+                "resource_type": w.resource_type,
+                "resource_id": w.resource_id,
+                "version_id": w.version_id,
+                "last_updated": w.last_updated,
+                "method": w.method,
+                "body": w.body,
+            }
+            for w in writes
+        ],
+    )
+    _insert_index_rows(session, writes)
+    session.execute(
+        insert(OutboxRow),
+        [
+            {
+                "created_at": w.last_updated,
+                "resource_type": w.resource_type,
+                "resource_id": w.resource_id,
+                "version_id": w.version_id,
+                "action": _action(w),
+                "patient_id": w.patient_id,
+            }
+            for w in writes
+        ],
+    )
+    return [
+        StoredResource(
+            pk=w.existing_pk or 0,
+            resource_type=w.resource_type,
+            resource_id=w.resource_id,
+            version_id=w.version_id,
+            last_updated=w.last_updated,
+            deleted=w.method == "DELETE",
+            body=w.body,
+        )
+        for w in writes
+    ]
+
+
+def _action(write: PendingWrite) -> str:
+    if write.method == "DELETE":
+        return "delete"
+    return "create" if write.version_id == 1 else "update"
+
+
+def _resource_values(write: PendingWrite) -> dict[str, Any]:
+    return {
+        "resource_type": write.resource_type,
+        "resource_id": write.resource_id,
+        "version_id": write.version_id,
+        "last_updated": write.last_updated,
+        "deleted": write.method == "DELETE",
+        "patient_id": write.patient_id,
+        "source": write.source,
+        "security": write.security,
+        "body": write.body,
+    }
+
+
+def _delete_index_rows(session: Session, pks: list[int]) -> None:
+    if not pks:
+        return
+    for table in (search_token, search_string, search_date, search_reference, search_quantity):
+        session.execute(delete(table).where(table.c.resource_pk.in_(pks)))
+
+
+def _insert_index_rows(session: Session, writes: Sequence[PendingWrite]) -> None:
+    tokens: list[dict[str, Any]] = []
+    strings: list[dict[str, Any]] = []
+    dates: list[dict[str, Any]] = []
+    references: list[dict[str, Any]] = []
+    quantities: list[dict[str, Any]] = []
+    for w in writes:
+        if w.index is None:
+            continue
+        pk, rt = w.existing_pk, w.resource_type
+        tokens.extend(
+            {
+                "resource_pk": pk,
+                "resource_type": rt,
+                "param": e.param,
+                "system": e.system,
+                "code": e.code,
+            }
+            for e in w.index.tokens
+        )
+        strings.extend(
+            {
+                "resource_pk": pk,
+                "resource_type": rt,
+                "param": e.param,
+                "value": e.value[:255],
+                "exact": e.exact[:255],
+            }
+            for e in w.index.strings
+        )
+        dates.extend(
+            {"resource_pk": pk, "resource_type": rt, "param": e.param, "low": e.low, "high": e.high}
+            for e in w.index.dates
+        )
+        references.extend(
+            {
+                "resource_pk": pk,
+                "resource_type": rt,
+                "param": e.param,
+                "target_type": e.target_type,
+                "target_id": e.target_id,
+                "url": e.url,
+            }
+            for e in w.index.references
+        )
+        quantities.extend(
+            {
+                "resource_pk": pk,
+                "resource_type": rt,
+                "param": e.param,
+                "value": e.value,
+                "system": e.system,
+                "code": e.code,
+                "unit": e.unit,
+            }
+            for e in w.index.quantities
+        )
+    for table, rows in (
+        (search_token, tokens),
+        (search_string, strings),
+        (search_date, dates),
+        (search_reference, references),
+        (search_quantity, quantities),
+    ):
+        if rows:
+            session.execute(insert(table), rows)
+
+
+def list_history(
+    session: Session,
+    *,
+    resource_type: str | None,
+    resource_id: str | None,
+    since: datetime | None,
+    count: int,
+    before_pk: int | None,
+) -> tuple[list[tuple[StoredResource, str]], int | None]:
+    """History rows (version, method) newest first, keyset-paged on the history row's key."""
+    stmt = select(
+        HistoryRow.pk.label("history_pk"),
+        HistoryRow.resource_pk.label("pk"),
+        HistoryRow.resource_type,
+        HistoryRow.resource_id,
+        HistoryRow.version_id,
+        HistoryRow.last_updated,
+        (HistoryRow.method == "DELETE").label("deleted"),
+        HistoryRow.body,
+        HistoryRow.method,
+    )
+    if resource_type is not None:
+        stmt = stmt.where(HistoryRow.resource_type == resource_type)
+    if resource_id is not None:
+        stmt = stmt.where(HistoryRow.resource_id == resource_id)
+    if since is not None:
+        stmt = stmt.where(HistoryRow.last_updated >= since)
+    if before_pk is not None:
+        stmt = stmt.where(HistoryRow.pk < before_pk)
+    rows = session.execute(stmt.order_by(HistoryRow.pk.desc()).limit(count + 1)).all()
+    more = len(rows) > count
+    rows = rows[:count]
+    next_pk = rows[-1].history_pk if more and rows else None
+    return [(_stored(r), r.method) for r in rows], next_pk

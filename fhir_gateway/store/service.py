@@ -1,0 +1,358 @@
+"""The store's use cases: the FHIR interactions on single resources.
+
+This module is the one place writes are prepared (validated, given id and meta, indexed,
+labelled with their owning patient) and the one place reads pass through. The consent layer
+will add its visibility predicate here, so that every read path is filtered in the query.
+"""
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fhir_gateway.outcomes import (
+    Conflict,
+    Gone,
+    Invalid,
+    NotFound,
+    NotSupported,
+    PreconditionFailed,
+)
+from fhir_gateway.search.extract import extract
+from fhir_gateway.search.params import SearchError, SearchRequest, parse_search
+from fhir_gateway.search.query import SearchPage, include_targets, revinclude_sources, run_search
+from fhir_gateway.search.registry import PATIENT_COMPARTMENT
+from fhir_gateway.store import repository
+from fhir_gateway.store.repository import PendingWrite, StoredResource
+from fhir_gateway.validation import dumps, validate_resource
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def check_id(resource_id: str) -> str:
+    if not ID_RE.match(resource_id):
+        raise Invalid(
+            f"'{resource_id}' is not a valid FHIR id (1-64 of A-Z, a-z, 0-9, '-' and '.')"
+        )
+    return resource_id
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def format_instant(moment: datetime) -> str:
+    """FHIR instant with millisecond precision and an explicit UTC zone."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    stored: StoredResource
+    created: bool
+    changed: bool = True
+
+
+def prepare_write(
+    resource: Mapping[str, Any],
+    *,
+    resource_id: str,
+    version_id: int,
+    now: datetime,
+    method: str,
+    existing_pk: int | None,
+    validate: bool = True,
+) -> PendingWrite:
+    """Validate ``resource`` and turn it into a ``PendingWrite``: body with id and meta,
+    index entries, owning patient, source and security labels."""
+    if validate:
+        validate_resource(resource)
+    resource_type = str(resource["resourceType"])
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = format_instant(now)
+    body: dict[str, Any] = {"resourceType": resource_type, "id": resource_id, "meta": meta}
+    for key, value in resource.items():
+        if key not in body:
+            body[key] = value
+    index = extract(body)
+    security = " ".join(
+        f"{label.get('system', '')}|{label.get('code', '')}"
+        for label in meta.get("security") or ()
+        if isinstance(label, Mapping)
+    )
+    source = meta.get("source")
+    return PendingWrite(
+        resource_type=resource_type,
+        resource_id=resource_id,
+        version_id=version_id,
+        last_updated=now,
+        method=method,
+        body=dumps(body).decode(),
+        patient_id=owning_patient(resource_type, resource_id, index),
+        source=str(source)[:255] if source else None,
+        security=security[:1024] or None,
+        index=index,
+        existing_pk=existing_pk,
+    )
+
+
+def owning_patient(resource_type: str, resource_id: str, index: Any) -> str | None:
+    """The Patient whose compartment holds this resource (R4 CompartmentDefinition patient)."""
+    if resource_type == "Patient":
+        return resource_id
+    params = PATIENT_COMPARTMENT.get(resource_type, ())
+    for entry in index.references:
+        if entry.param in params and entry.target_type == "Patient" and entry.target_id:
+            return str(entry.target_id)
+    return None
+
+
+def prepare_delete(current: StoredResource, *, now: datetime) -> PendingWrite:
+    return PendingWrite(
+        resource_type=current.resource_type,
+        resource_id=current.resource_id,
+        version_id=current.version_id + 1,
+        last_updated=now,
+        method="DELETE",
+        body=None,
+        patient_id=None,
+        source=None,
+        security=None,
+        index=None,
+        existing_pk=current.pk,
+    )
+
+
+def same_content(current: StoredResource, pending: PendingWrite) -> bool:
+    """True when ``pending`` would store exactly what is current, apart from version and time.
+
+    Re-sending the same data must change nothing (sources re-send whole records), so such an
+    update keeps the current version rather than writing a new one.
+    """
+    if current.deleted or current.body is None or pending.body is None:
+        return False
+    meta_old = (
+        f'"versionId":"{current.version_id}","lastUpdated":"{format_instant(current.last_updated)}"'
+    )
+    meta_new = (
+        f'"versionId":"{pending.version_id}","lastUpdated":"{format_instant(pending.last_updated)}"'
+    )
+    return pending.body.replace(meta_new, meta_old, 1) == current.body
+
+
+def write(session: Session, writes: list[PendingWrite]) -> list[StoredResource]:
+    """Write a batch, turning a lost race on a new id into 409 rather than a 500."""
+    try:
+        with session.begin_nested():
+            return repository.write_batch(session, writes)
+    except IntegrityError as exc:
+        raise Conflict(
+            "Another request changed the same resource at the same time; retry the request"
+        ) from exc
+
+
+def create(
+    session: Session, resource: Mapping[str, Any], *, now: datetime, resource_id: str | None = None
+) -> WriteResult:
+    """FHIR create (R4 3.1.0.5): the server assigns the id; any id in the body is ignored."""
+    pending = prepare_write(
+        resource,
+        resource_id=resource_id or new_id(),
+        version_id=1,
+        now=now,
+        method="POST",
+        existing_pk=None,
+    )
+    (stored,) = write(session, [pending])
+    return WriteResult(stored=stored, created=True)
+
+
+def update(
+    session: Session,
+    resource_type: str,
+    resource_id: str,
+    resource: Mapping[str, Any],
+    *,
+    now: datetime,
+    if_match: int | None = None,
+) -> WriteResult:
+    """FHIR update (R4 3.1.0.4), creating the resource if it does not exist (update as create).
+
+    ``if_match`` is the version the client last saw (``If-Match: W/"n"``); a mismatch is 412.
+    """
+    check_id(resource_id)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise Invalid("The resource in an update must carry an id equal to the id in the URL")
+    if body_id != resource_id:
+        raise Invalid(
+            f"The id in the body ('{body_id}') differs from the id in the URL ('{resource_id}')"
+        )
+    current = repository.get_current(session, resource_type, resource_id, for_update=True)
+    if if_match is not None:
+        if current is None or current.deleted:
+            raise PreconditionFailed(
+                f"{resource_type}/{resource_id} does not exist, so it cannot match version {if_match}"
+            )
+        if current.version_id != if_match:
+            raise PreconditionFailed(
+                f"{resource_type}/{resource_id} is at version {current.version_id}, not {if_match}"
+            )
+    version = 1 if current is None else current.version_id + 1
+    pending = prepare_write(
+        resource,
+        resource_id=resource_id,
+        version_id=version,
+        now=now,
+        method="PUT",
+        existing_pk=None if current is None else current.pk,
+    )
+    if current is not None and same_content(current, pending):
+        return WriteResult(stored=current, created=False, changed=False)
+    (stored,) = write(session, [pending])
+    return WriteResult(stored=stored, created=current is None or current.deleted)
+
+
+def delete(
+    session: Session, resource_type: str, resource_id: str, *, now: datetime
+) -> StoredResource | None:
+    """FHIR delete (R4 3.1.0.7): a new, deleted version; history is kept. Idempotent."""
+    current = repository.get_current(session, resource_type, resource_id, for_update=True)
+    if current is None or current.deleted:
+        return None
+    (stored,) = write(session, [prepare_delete(current, now=now)])
+    return stored
+
+
+def read(session: Session, resource_type: str, resource_id: str) -> StoredResource:
+    current = repository.get_current(session, resource_type, resource_id)
+    if current is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if current.deleted:
+        raise Gone(f"{resource_type}/{resource_id} has been deleted")
+    return current
+
+
+def vread(
+    session: Session, resource_type: str, resource_id: str, version_id: str
+) -> StoredResource:
+    if not version_id.isdigit():
+        raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
+    stored = repository.get_version(session, resource_type, resource_id, int(version_id))
+    if stored is None:
+        raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+    if stored.deleted:
+        raise Gone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion")
+    return stored
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    page: SearchPage
+    included: list[StoredResource]
+
+
+def search(session: Session, request: SearchRequest, *, base_url: str) -> SearchResult:
+    """Run a search and its ``_include``/``_revinclude``s (one level, plus ``:iterate``)."""
+    try:
+        page = run_search(session, request, base_url=base_url)
+    except SearchError as exc:
+        raise (NotSupported if exc.unsupported else Invalid)(str(exc)) from exc
+    included: dict[int, StoredResource] = {}
+    seen = {r.pk for r in page.resources}
+    frontier = list(page.resources)
+    for _round in range(3):  # :iterate follows at most three hops
+        found: list[StoredResource] = []
+        pks = [r.pk for r in frontier]
+        keys = [(r.resource_type, r.resource_id) for r in frontier]
+        for inc in request.includes:
+            if _round > 0 and not inc.iterate:
+                continue
+            targets = include_targets(
+                session,
+                pks,
+                source_type=inc.source_type,
+                param=inc.param,
+                target_type=inc.target_type,
+            )
+            found.extend(
+                r for r in repository.get_current_many(session, targets).values() if not r.deleted
+            )
+        for inc in request.revincludes:
+            if _round > 0 and not inc.iterate:
+                continue
+            source_pks = revinclude_sources(
+                session,
+                keys,
+                source_type=inc.source_type,
+                param=inc.param,
+                target_type=inc.target_type,
+            )
+            found.extend(
+                r for r in repository.get_by_pks(session, source_pks).values() if not r.deleted
+            )
+        frontier = []
+        for r in found:
+            if r.pk not in seen:
+                seen.add(r.pk)
+                included[r.pk] = r
+                frontier.append(r)
+        if not frontier:
+            break
+    return SearchResult(page=page, included=list(included.values()))
+
+
+def find_matches(
+    session: Session, resource_type: str, query: str, *, base_url: str
+) -> list[StoredResource]:
+    """Resources matching a conditional interaction's search (``If-None-Exist``, ``PUT Type?``).
+
+    Parameters a conditional interaction does not understand are an error, never ignored: a
+    lenient match here could overwrite or delete the wrong record.
+    """
+    items = parse_qsl(query, keep_blank_values=True)
+    if not items:
+        raise Invalid("A conditional interaction needs search criteria")
+    try:
+        request = parse_search(resource_type, items, strict=True, default_count=2, max_count=2)
+    except SearchError as exc:
+        raise Invalid(f"Conditional criteria '{query}': {exc}") from exc
+    request.total = "none"
+    request.sort = []
+    request.count = 2
+    return search(session, request, base_url=base_url).page.resources
+
+
+def history(
+    session: Session,
+    *,
+    resource_type: str | None,
+    resource_id: str | None,
+    since: datetime | None,
+    count: int,
+    cursor: int | None,
+) -> tuple[list[tuple[StoredResource, str]], int | None]:
+    """History entries (version, method), newest first (R4 3.1.0.12); returns the next page's cursor."""
+    return repository.list_history(
+        session,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        since=since,
+        count=count,
+        before_pk=cursor,
+    )
+
+
+def read_any(session: Session, resource_type: str, resource_id: str) -> StoredResource:
+    """The current row even if deleted (instance history of a deleted resource is allowed)."""
+    current = repository.get_current(session, resource_type, resource_id)
+    if current is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    return current

@@ -1,0 +1,139 @@
+"""Parsing and validating FHIR R4 JSON on the write path.
+
+Bodies are parsed with orjson (strict JSON: no NaN, no duplicate-key surprises turned into
+silent data), then validated with fhir.resources' R4B models (the package has no R4 models;
+``fhir_gateway.r4compat`` holds the differences that matter and adapts R4 JSON before
+validation). The validated model is thrown away: what is stored is the client's JSON, so no
+element is re-serialised or re-formatted (decimals keep their precision, for example).
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from fhir_gateway import r4compat
+from fhir_gateway.outcomes import Invalid, Issue
+from fhir_gateway.search.registry import SUPPORTED_TYPES
+
+STORED_TYPES = SUPPORTED_TYPES
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Parse a request body, answering 400 with the position of the first problem.
+
+    Decimals are parsed as ``Decimal`` so that ``1.50`` is stored and returned as ``1.50``:
+    FHIR decimals carry their precision (R4 2.24.0.1, "decimal").
+    """
+    if not body.strip():
+        raise Invalid("The request body is empty; a FHIR JSON resource was expected")
+    try:
+        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(f"The request body is not valid JSON: {exc}") from exc
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise JSON parsed by ``parse_json`` back to bytes, decimals exactly as sent."""
+    return orjson.dumps(value, default=_default)
+
+
+def require_resource_object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise Invalid("The request body must be a JSON object (a FHIR resource)")
+    resource_type = data.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        raise Invalid(
+            "The resource has no resourceType",
+            issues=(Issue(code="required", diagnostics="resourceType is required"),),
+        )
+    return data
+
+
+@cache
+def _model(resource_type: str) -> Any:
+    return get_fhir_model_class(resource_type)
+
+
+def validate_resource(
+    resource: Mapping[str, Any], *, stored_types: frozenset[str] = STORED_TYPES
+) -> None:
+    """Raise ``Invalid`` with one issue per problem (with its FHIRPath) unless ``resource`` is
+    a valid FHIR R4 resource of a type this server stores."""
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or resource_type not in stored_types:
+        raise Invalid(
+            f"Resource type '{resource_type}' is not supported by this server",
+            issues=(
+                Issue(
+                    code="not-supported",
+                    diagnostics=f"Resource type '{resource_type}' is not supported by this server",
+                    expression=("resourceType",),
+                ),
+            ),
+        )
+    rejections = r4compat.r4_only_rejections(dict(resource))
+    if rejections:
+        raise Invalid(
+            f"{resource_type} carries elements that FHIR R4 does not define",
+            issues=tuple(
+                Issue(
+                    code="structure", diagnostics=message, expression=(f"{resource_type}.{path}",)
+                )
+                for path, message in rejections
+            ),
+        )
+    try:
+        _model(resource_type).model_validate(r4compat.prepare_for_r4b_validation(dict(resource)))
+    except ValidationError as exc:
+        raise Invalid(
+            f"{resource_type} failed validation with {exc.error_count()} problem(s)",
+            issues=tuple(_issue(resource_type, err) for err in exc.errors(include_url=False)),
+        ) from None
+    except (ValueError, TypeError) as exc:  # raised by some model validators directly
+        raise Invalid(f"{resource_type} failed validation: {exc}") from None
+
+
+def _issue(resource_type: str, error: Mapping[str, Any]) -> Issue:
+    path = fhirpath_of(resource_type, error.get("loc", ()))
+    message = str(error.get("msg", "invalid"))
+    kind = str(error.get("type", ""))
+    code = {"missing": "required", "extra_forbidden": "structure"}.get(kind, "value")
+    if kind == "missing":
+        message = f"{path} is required"
+    elif kind == "extra_forbidden":
+        message = f"{path} is not an element of {resource_type}"
+    else:
+        message = f"{path}: {message}"
+    return Issue(code=code, diagnostics=message, expression=(path,))
+
+
+def fhirpath_of(resource_type: str, loc: Sequence[Any]) -> str:
+    """``('code', 'coding', 0, 'system')`` -> ``Observation.code.coding[0].system``."""
+    path = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("resource_type", "__root__"):
+            continue
+        else:
+            name = str(part)
+            if name.endswith("__ext"):  # fhir.resources' name for a primitive's extension
+                name = "_" + name[: -len("__ext")]
+            path += f".{name}"
+    return path

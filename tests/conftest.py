@@ -1,0 +1,131 @@
+"""Shared fixtures: real SQLite and real PostgreSQL, a rolled-back transaction per test.
+
+The ``engine`` fixture is parametrised over both backends. PostgreSQL is the one this machine
+starts (``CAREJOIN_TEST_POSTGRES_URL``, default the local ``test`` database); each run works
+in its own freshly created schema and drops it at the end. Where PostgreSQL is expected (CI,
+or the URL given) and unreachable the suite fails loudly; on a machine without it, the
+PostgreSQL half is skipped with one clear reason.
+"""
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from fhir_gateway import migrate
+from fhir_gateway.app import create_app
+from fhir_gateway.db import create_engine_for
+from fhir_gateway.settings import GatewaySettings
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BASE_URL = "http://testserver/fhir"
+
+
+def _postgres_expected() -> bool:
+    return bool(os.environ.get("CI")) or "CAREJOIN_TEST_POSTGRES_URL" in os.environ
+
+
+@contextmanager
+def _postgres_engine() -> Iterator[Engine]:
+    url = os.environ.get("CAREJOIN_TEST_POSTGRES_URL", DEFAULT_PG)
+    schema = f"carejoin_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        if _postgres_expected():
+            raise RuntimeError(f"PostgreSQL at {url} is expected but unreachable: {exc}") from exc
+        pytest.skip("PostgreSQL is not reachable on this machine; PostgreSQL tests skipped")
+    engine = create_engine(
+        url, connect_args={"options": f"-csearch_path={schema}"}, pool_size=5, max_overflow=10
+    )
+    try:
+        migrate.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextmanager
+def _sqlite_engine(directory: Path) -> Iterator[Engine]:
+    engine = create_engine_for(f"sqlite:///{directory / 'carejoin-test.db'}")
+    try:
+        migrate.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        with _sqlite_engine(tmp_path_factory.mktemp("sqlite")) as e:
+            yield e
+    else:
+        with _postgres_engine() as e:
+            yield e
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside an outer transaction that is rolled back after the test."""
+    conn = engine.connect()
+    outer = conn.begin()
+    try:
+        yield conn
+    finally:
+        if outer.is_active:
+            outer.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    """A session joined to the test's transaction: its commits are savepoints."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+        yield s
+
+
+def joined_unit_of_work(connection: Connection) -> Callable[[], object]:
+    @contextmanager
+    def unit_of_work() -> Iterator[Session]:
+        with Session(bind=connection, join_transaction_mode="create_savepoint") as s, s.begin():
+            yield s
+
+    return unit_of_work
+
+
+@pytest.fixture
+def gateway_settings() -> GatewaySettings:
+    return GatewaySettings(database_url="sqlite://", base_url=BASE_URL, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture
+def app(engine: Engine, connection: Connection, gateway_settings: GatewaySettings) -> FastAPI:
+    application = create_app(gateway_settings, engine=engine)
+    application.state.unit_of_work = joined_unit_of_work(connection)
+    return application
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers.update(
+            {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+        )
+        yield c
