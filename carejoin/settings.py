@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     default_page_size: int = Field(default=20, ge=1, le=1000)
     max_page_size: int = Field(default=1000, ge=1, le=10000)
+    pool_size: int = Field(default=10, ge=1)
+    pool_pre_ping: bool = False
 
     def gateway(self) -> GatewaySettings:
         """The gateway's section, built from the flat environment variables."""
@@ -32,6 +34,8 @@ class Settings(BaseSettings):
             max_body_bytes=self.max_body_bytes,
             default_page_size=self.default_page_size,
             max_page_size=self.max_page_size,
+            pool_size=self.pool_size,
+            pool_pre_ping=self.pool_pre_ping,
         )
 
 

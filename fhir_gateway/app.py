@@ -23,6 +23,7 @@ from fhir_gateway.outcomes import Issue, OutcomeError, outcome
 from fhir_gateway.rest.router import MEDIA
 from fhir_gateway.rest.router import router as fhir_router
 from fhir_gateway.settings import GatewaySettings
+from fhir_gateway.store.reads import ResourceReader, reader_for
 from fhir_gateway.validation import dumps
 
 log = logging.getLogger("carejoin.gateway")
@@ -65,12 +66,18 @@ def create_app(
         owned = app.state.engine is None
         if owned:
             app.state.engine = create_engine_for(
-                settings.database_url, pool_size=settings.pool_size, echo=settings.echo_sql
+                settings.database_url,
+                pool_size=settings.pool_size,
+                pool_pre_ping=settings.pool_pre_ping,
+                echo=settings.echo_sql,
             )
             _bind(app, app.state.engine)
+        reader: ResourceReader = app.state.reader
+        await reader.open()
         try:
             yield
         finally:
+            await reader.close()
             if owned:
                 app.state.engine.dispose()
 
@@ -97,6 +104,7 @@ def _bind(app: FastAPI, engine: Engine) -> None:
     factory = session_factory_for(engine)
     app.state.session_factory = factory
     app.state.unit_of_work = unit_of_work_factory(factory)
+    app.state.reader = reader_for(engine, max_size=app.state.gateway_settings.pool_size)
 
 
 def unit_of_work_factory(factory: sessionmaker[Session]) -> Callable[[], Any]:

@@ -27,8 +27,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine_for(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """An engine for ``url`` with the settings each backend needs."""
+def create_engine_for(
+    url: str, *, pool_size: int = 10, pool_pre_ping: bool = False, echo: bool = False
+) -> Engine:
+    """An engine for ``url`` with the settings each backend needs.
+
+    ``pool_pre_ping`` costs a round trip on every checkout; without it a connection broken
+    by a database restart fails one request, after which SQLAlchemy invalidates the pool.
+    Connections are recycled after 30 minutes either way.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -44,7 +51,8 @@ def create_engine_for(url: str, *, pool_size: int = 10, echo: bool = False) -> E
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pool_pre_ping,
+        pool_recycle=1800,
     )
 
 

@@ -19,4 +19,8 @@ class GatewaySettings(BaseModel):
     default_page_size: int = Field(default=20, ge=1, le=1000)
     max_page_size: int = Field(default=1000, ge=1, le=10000)
     pool_size: int = Field(default=10, ge=1)
+    pool_pre_ping: bool = Field(
+        default=False,
+        description="Ping each pooled connection before use (one extra round trip per request).",
+    )
     echo_sql: bool = False

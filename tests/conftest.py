@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from fhir_gateway import migrate
 from fhir_gateway.app import create_app
 from fhir_gateway.db import create_engine_for
 from fhir_gateway.settings import GatewaySettings
+from fhir_gateway.store.reads import ConnectionReader
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BASE_URL = "http://testserver/fhir"
@@ -46,9 +47,10 @@ def _postgres_engine() -> Iterator[Engine]:
         if _postgres_expected():
             raise RuntimeError(f"PostgreSQL at {url} is expected but unreachable: {exc}") from exc
         pytest.skip("PostgreSQL is not reachable on this machine; PostgreSQL tests skipped")
-    engine = create_engine(
-        url, connect_args={"options": f"-csearch_path={schema}"}, pool_size=5, max_overflow=10
-    )
+    # The schema is in the URL (libpq ``options``), so anything built from ``engine.url``,
+    # such as the asyncio read pool, works in the same schema.
+    schema_url = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    engine = create_engine(schema_url, pool_size=5, max_overflow=10)
     try:
         migrate.upgrade(engine)
         yield engine
@@ -119,6 +121,7 @@ def gateway_settings() -> GatewaySettings:
 def app(engine: Engine, connection: Connection, gateway_settings: GatewaySettings) -> FastAPI:
     application = create_app(gateway_settings, engine=engine)
     application.state.unit_of_work = joined_unit_of_work(connection)
+    application.state.reader = ConnectionReader(joined_unit_of_work(connection))
     return application
 
 

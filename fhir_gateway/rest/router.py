@@ -37,6 +37,7 @@ from fhir_gateway.search.dates import InvalidDate, parse_range
 from fhir_gateway.search.params import SearchError, parse_search
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import service, transaction
+from fhir_gateway.store.reads import ResourceReader
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.validation import dumps, parse_json, require_resource_object
 
@@ -49,6 +50,11 @@ router = APIRouter(prefix="/fhir")
 def _uow(request: Request) -> AbstractContextManager[Session]:
     factory: UnitOfWork = request.app.state.unit_of_work
     return factory()
+
+
+def _reader(request: Request) -> ResourceReader:
+    reader: ResourceReader = request.app.state.reader
+    return reader
 
 
 def _base(request: Request) -> str:
@@ -151,10 +157,12 @@ def instance_history(request: Request, resource_type: str, resource_id: str) -> 
 
 
 @router.get("/{resource_type}/{resource_id}")
-def read(request: Request, resource_type: str, resource_id: str) -> Response:
+async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     check_accept(request)
-    with _uow(request) as session:
-        stored = service.read(session, _type(resource_type), resource_id)
+    resource_type = _type(resource_type)
+    stored = service.require_current(
+        await _reader(request).current(resource_type, resource_id), resource_type, resource_id
+    )
     headers = render.resource_headers(stored, base_url=_base(request), location=False)
     summary = request.query_params.get("_summary")
     elements = request.query_params.get("_elements")
@@ -170,10 +178,15 @@ def read(request: Request, resource_type: str, resource_id: str) -> Response:
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
-def vread(request: Request, resource_type: str, resource_id: str, version_id: str) -> Response:
+async def vread(
+    request: Request, resource_type: str, resource_id: str, version_id: str
+) -> Response:
     check_accept(request)
-    with _uow(request) as session:
-        stored = service.vread(session, _type(resource_type), resource_id, version_id)
+    resource_type = _type(resource_type)
+    if not version_id.isdigit():
+        raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
+    found = await _reader(request).version(resource_type, resource_id, int(version_id))
+    stored = service.require_version(found, resource_type, resource_id, version_id)
     assert stored.body is not None
     headers = render.resource_headers(stored, base_url=_base(request), location=False)
     return fhir_response(stored.body.encode(), headers=headers)

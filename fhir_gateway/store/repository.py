@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import Connection, delete, insert, literal_column, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from fhir_gateway.search.model import IndexEntries
@@ -24,6 +24,10 @@ from fhir_gateway.store.models import (
     search_string,
     search_token,
 )
+
+Reader = Connection | Session
+"""What a single-statement read runs on: a Session in a unit of work, or a bare Connection
+(the read path uses an autocommit connection on PostgreSQL: one round trip, no BEGIN/COMMIT)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,7 @@ class PendingWrite:
     existing_pk: int | None = None
 
 
-_CURRENT_COLUMNS = (
+CURRENT_COLUMNS = (
     ResourceRow.pk,
     ResourceRow.resource_type,
     ResourceRow.resource_id,
@@ -64,6 +68,17 @@ _CURRENT_COLUMNS = (
     ResourceRow.last_updated,
     ResourceRow.deleted,
     ResourceRow.body,
+)
+
+VERSION_COLUMNS = (
+    HistoryRow.resource_pk.label("pk"),
+    HistoryRow.resource_type,
+    HistoryRow.resource_id,
+    HistoryRow.version_id,
+    HistoryRow.last_updated,
+    # A literal, not a bound parameter, so the read path's precompiled SQL needs no extra value.
+    (HistoryRow.method == literal_column("'DELETE'")).label("deleted"),
+    HistoryRow.body,
 )
 
 
@@ -80,9 +95,9 @@ def _stored(row: Any) -> StoredResource:
 
 
 def get_current(
-    session: Session, resource_type: str, resource_id: str, *, for_update: bool = False
+    session: Reader, resource_type: str, resource_id: str, *, for_update: bool = False
 ) -> StoredResource | None:
-    stmt = select(*_CURRENT_COLUMNS).where(
+    stmt = select(*CURRENT_COLUMNS).where(
         ResourceRow.resource_type == resource_type, ResourceRow.resource_id == resource_id
     )
     if for_update:
@@ -98,7 +113,7 @@ def get_current_many(
     found: dict[tuple[str, str], StoredResource] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
-        stmt = select(*_CURRENT_COLUMNS).where(
+        stmt = select(*CURRENT_COLUMNS).where(
             tuple_(ResourceRow.resource_type, ResourceRow.resource_id).in_(chunk)
         )
         if for_update:
@@ -111,23 +126,15 @@ def get_current_many(
 def get_by_pks(session: Session, pks: Sequence[int]) -> dict[int, StoredResource]:
     if not pks:
         return {}
-    rows = session.execute(select(*_CURRENT_COLUMNS).where(ResourceRow.pk.in_(list(pks))))
+    rows = session.execute(select(*CURRENT_COLUMNS).where(ResourceRow.pk.in_(list(pks))))
     return {row.pk: _stored(row) for row in rows}
 
 
 def get_version(
-    session: Session, resource_type: str, resource_id: str, version_id: int
+    session: Reader, resource_type: str, resource_id: str, version_id: int
 ) -> StoredResource | None:
     row = session.execute(
-        select(
-            HistoryRow.resource_pk.label("pk"),
-            HistoryRow.resource_type,
-            HistoryRow.resource_id,
-            HistoryRow.version_id,
-            HistoryRow.last_updated,
-            (HistoryRow.method == "DELETE").label("deleted"),
-            HistoryRow.body,
-        ).where(
+        select(*VERSION_COLUMNS).where(
             HistoryRow.resource_type == resource_type,
             HistoryRow.resource_id == resource_id,
             HistoryRow.version_id == version_id,
@@ -316,7 +323,8 @@ def list_history(
         HistoryRow.resource_id,
         HistoryRow.version_id,
         HistoryRow.last_updated,
-        (HistoryRow.method == "DELETE").label("deleted"),
+        # A literal, not a bound parameter, so the read path's precompiled SQL needs no extra value.
+        (HistoryRow.method == literal_column("'DELETE'")).label("deleted"),
         HistoryRow.body,
         HistoryRow.method,
     )

@@ -231,26 +231,41 @@ def delete(
     return stored
 
 
-def read(session: Session, resource_type: str, resource_id: str) -> StoredResource:
-    current = repository.get_current(session, resource_type, resource_id)
-    if current is None:
-        raise NotFound(f"{resource_type}/{resource_id} is not known")
-    if current.deleted:
-        raise Gone(f"{resource_type}/{resource_id} has been deleted")
-    return current
-
-
-def vread(
-    session: Session, resource_type: str, resource_id: str, version_id: str
+def require_current(
+    stored: StoredResource | None, resource_type: str, resource_id: str
 ) -> StoredResource:
-    if not version_id.isdigit():
-        raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
-    stored = repository.get_version(session, resource_type, resource_id, int(version_id))
+    """A read's answer: the current version, or 404 when unknown and 410 when deleted."""
+    if stored is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if stored.deleted:
+        raise Gone(f"{resource_type}/{resource_id} has been deleted")
+    return stored
+
+
+def require_version(
+    stored: StoredResource | None, resource_type: str, resource_id: str, version_id: str
+) -> StoredResource:
+    """A vread's answer: the version, or 404 when there is none and 410 for a deletion."""
     if stored is None:
         raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
     if stored.deleted:
         raise Gone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion")
     return stored
+
+
+def read(session: repository.Reader, resource_type: str, resource_id: str) -> StoredResource:
+    return require_current(
+        repository.get_current(session, resource_type, resource_id), resource_type, resource_id
+    )
+
+
+def vread(
+    session: repository.Reader, resource_type: str, resource_id: str, version_id: str
+) -> StoredResource:
+    if not version_id.isdigit():
+        raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
+    stored = repository.get_version(session, resource_type, resource_id, int(version_id))
+    return require_version(stored, resource_type, resource_id, version_id)
 
 
 @dataclass(frozen=True, slots=True)
