@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 from sqlalchemy import text
 
@@ -155,7 +156,7 @@ def measure_ingest(
         latencies.append(time.perf_counter() - t0)
         if response.status_code != 200:
             raise RuntimeError(f"ingest failed: {response.status_code} {response.text[:500]}")
-        return len(response.json()["entry"])
+        return len(orjson.loads(response.content)["entry"])
 
     clients = [httpx.Client(timeout=120) for _ in range(concurrency)]
     started = time.perf_counter()
