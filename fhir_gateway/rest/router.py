@@ -93,11 +93,16 @@ def _resource_result(
 
 
 @router.get("/metadata")
-def metadata(request: Request) -> Response:
+async def metadata(request: Request) -> Response:
     check_accept(request)
-    return fhir_response(
-        dumps(capability_statement(base_url=_base(request), software_version=request.app.version))
-    )
+    # The statement depends only on the code and the settings: build it once per app.
+    body: bytes | None = getattr(request.app.state, "capability_statement", None)
+    if body is None:
+        body = dumps(
+            capability_statement(base_url=_base(request), software_version=request.app.version)
+        )
+        request.app.state.capability_statement = body
+    return fhir_response(body)
 
 
 def _history(request: Request, resource_type: str | None, resource_id: str | None) -> Response:
