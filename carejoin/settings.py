@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1, le=10000)
     pool_size: int = Field(default=10, ge=1)
     pool_pre_ping: bool = False
+    dispatch_events: bool = True
 
     def gateway(self) -> GatewaySettings:
         """The gateway's section, built from the flat environment variables."""
@@ -36,6 +37,7 @@ class Settings(BaseSettings):
             max_page_size=self.max_page_size,
             pool_size=self.pool_size,
             pool_pre_ping=self.pool_pre_ping,
+            dispatch_events=self.dispatch_events,
         )
 
 

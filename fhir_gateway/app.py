@@ -5,10 +5,11 @@ import time. Every error leaves as a FHIR OperationOutcome with the right status
 a client sends produces a 500.
 """
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,8 +19,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fhir_gateway import events
 from fhir_gateway.db import create_engine_for, session_factory_for
+from fhir_gateway.identity import handlers as identity_handlers
 from fhir_gateway.outcomes import Issue, OutcomeError, outcome
+from fhir_gateway.rest.identity import router as identity_router
 from fhir_gateway.rest.router import MEDIA
 from fhir_gateway.rest.router import router as fhir_router
 from fhir_gateway.settings import GatewaySettings
@@ -74,9 +78,22 @@ def create_app(
             _bind(app, app.state.engine)
         reader: ResourceReader = app.state.reader
         await reader.open()
+        dispatching = None
+        if settings.dispatch_events:
+            dispatching = asyncio.create_task(
+                events.run_forever(
+                    app.state.dispatcher,
+                    app.state.session_factory,
+                    interval=settings.dispatch_interval,
+                )
+            )
         try:
             yield
         finally:
+            if dispatching is not None:
+                dispatching.cancel()
+                with suppress(asyncio.CancelledError):
+                    await dispatching
             await reader.close()
             if owned:
                 app.state.engine.dispose()
@@ -90,10 +107,12 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.gateway_settings = settings
+    app.state.dispatcher = events.Dispatcher(events.combine(identity_handlers.HANDLERS))
     app.state.engine = engine
     if engine is not None:
         _bind(app, engine)
     app.include_router(fhir_router)
+    app.include_router(identity_router)
     _install_error_handlers(app)
     for extension in extensions:
         extension(app)

@@ -24,3 +24,8 @@ class GatewaySettings(BaseModel):
         description="Ping each pooled connection before use (one extra round trip per request).",
     )
     echo_sql: bool = False
+    dispatch_events: bool = Field(
+        default=True,
+        description="Run the outbox dispatcher (identity linking...) in this process.",
+    )
+    dispatch_interval: float = Field(default=0.25, gt=0, le=60)

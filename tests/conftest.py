@@ -114,7 +114,13 @@ def joined_unit_of_work(connection: Connection) -> Callable[[], object]:
 
 @pytest.fixture
 def gateway_settings() -> GatewaySettings:
-    return GatewaySettings(database_url="sqlite://", base_url=BASE_URL, max_body_bytes=64 * 1024)
+    # The dispatcher is driven explicitly by the tests that need it, in the test's transaction.
+    return GatewaySettings(
+        database_url="sqlite://",
+        base_url=BASE_URL,
+        max_body_bytes=64 * 1024,
+        dispatch_events=False,
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,61 @@
+"""Identity's tables: the matching view of each source Patient, its blocking keys and the
+review queue.
+
+The Person resources themselves (with their links) and a Provenance per link are ordinary
+FHIR resources in the store; these tables are what makes matching fast and reviewable.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fhir_gateway.db import Base
+from fhir_gateway.store.models import BigId, UtcDateTime
+
+
+class IdentityRecord(Base):
+    """One source Patient as identity sees it, and the Person it belongs to."""
+
+    __tablename__ = "identity_record"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str | None] = mapped_column(String(255))
+    nhs_number: Mapped[str | None] = mapped_column(String(10), index=True)
+    nhs_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    assurance: Mapped[str | None] = mapped_column(String(8))
+    features: Mapped[str] = mapped_column(Text)  # JSON of the normalised demographics
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IdentityBlockKey(Base):
+    __tablename__ = "identity_block_key"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    record_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("identity_record.pk", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class IdentityReview(Base):
+    """A candidate link a human must decide: ``record`` may belong to ``person_id``."""
+
+    __tablename__ = "identity_review"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    record_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("identity_record.pk", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[str] = mapped_column(String(64))
+    weight: Mapped[float] = mapped_column(Float)
+    probability: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[str] = mapped_column(Text)  # JSON: [{field, level, weight}]
+    reasons: Mapped[str] = mapped_column(Text)  # JSON: [str]
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open|accepted|rejected
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_identity_review_status", "status", "pk"),)

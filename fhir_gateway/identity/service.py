@@ -1,0 +1,600 @@
+"""Identity as a service: link each source Patient to a Person, keep the evidence, queue the
+doubtful cases for a human.
+
+Every source Patient has exactly one Person. When a Patient arrives (``link_patient``), its
+demographics are compared with the records that share a blocking key, grouped by Person, and:
+
+- it joins the one Person it links to (a ``Person.link`` with an assurance level, and a
+  ``Provenance`` naming the matcher, the time and the field-by-field evidence);
+- or, when it would join several Persons (it would bridge them), or a rule holds it back, or
+  the score is in the review band, it gets a Person of its own and each candidate goes to the
+  review queue;
+- or it gets a Person of its own.
+
+A Person never holds two different verified NHS numbers: a record whose verified number
+differs from one its candidate Person already holds is never linked automatically.
+
+Persons and Provenances are written through the store, in the caller's transaction, so they
+are FHIR resources like any other (readable, searchable, with history).
+"""
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from fhir_gateway.identity import blocking
+from fhir_gateway.identity.demographics import Demographics, from_patient
+from fhir_gateway.identity.models import IdentityBlockKey, IdentityRecord, IdentityReview
+from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, NhsNumber
+from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, decide
+from fhir_gateway.outcomes import Invalid, NotFound
+from fhir_gateway.store import service
+
+MATCHER = "carejoin identity matcher"
+IDENTITY_SOURCE = "urn:carejoin:identity"
+EVIDENCE_EXTENSION = "https://carejoin.example/fhir/StructureDefinition/identity-match-evidence"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    patient_id: str
+    person_id: str
+    action: str  # linked | new-person | unchanged | updated
+    match: Match | None = None
+    reviews: tuple[int, ...] = ()
+
+
+# -- features as stored ----------------------------------------------------------------
+
+
+def _dump(features: Demographics) -> str:
+    data = asdict(features)
+    data["family_names"] = sorted(features.family_names)
+    data["given_names"] = sorted(features.given_names)
+    data["phones"] = sorted(features.phones)
+    data["birth_date"] = features.birth_date.isoformat() if features.birth_date else None
+    return json.dumps(data, sort_keys=True)
+
+
+def _load(text: str) -> Demographics:
+    data = json.loads(text)
+    nhs = data.get("nhs")
+    return Demographics(
+        nhs=NhsNumber(**nhs) if nhs else None,
+        family=data.get("family"),
+        family_names=frozenset(data.get("family_names") or ()),
+        given=data.get("given"),
+        given_names=frozenset(data.get("given_names") or ()),
+        birth_date=date.fromisoformat(data["birth_date"]) if data.get("birth_date") else None,
+        sex=data.get("sex"),
+        postcodes=tuple(data.get("postcodes") or ()),
+        phones=frozenset(data.get("phones") or ()),
+    )
+
+
+# -- Person and Provenance resources ---------------------------------------------------
+
+
+def _person_resource(
+    person_id: str, links: Sequence[tuple[str, str | None]], features: Demographics | None
+) -> dict[str, Any]:
+    person: dict[str, Any] = {
+        "resourceType": "Person",
+        "id": person_id,
+        "meta": {"source": IDENTITY_SOURCE},
+        "active": bool(links),
+    }
+    if features is not None:
+        if features.nhs is not None and features.nhs.verified:
+            person["identifier"] = [{"system": NHS_NUMBER_SYSTEM, "value": features.nhs.value}]
+        if features.birth_date is not None:
+            person["birthDate"] = features.birth_date.isoformat()
+        if features.sex is not None:
+            person["gender"] = features.sex
+    person["link"] = [
+        {"target": {"reference": f"Patient/{patient_id}"}, **({"assurance": a} if a else {})}
+        for patient_id, a in links
+    ]
+    if not person["link"]:
+        del person["link"]
+    return person
+
+
+def _provenance(
+    *,
+    person_id: str,
+    patient_id: str,
+    now: datetime,
+    activity: str,
+    who: str,
+    reason: str,
+    match: Match | None,
+) -> dict[str, Any]:
+    provenance: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "meta": {"source": IDENTITY_SOURCE},
+        "target": [{"reference": f"Person/{person_id}"}, {"reference": f"Patient/{patient_id}"}],
+        "recorded": service.format_instant(now),
+        "activity": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                    "code": "UPDATE" if activity != "unlink" else "DELETE",
+                }
+            ],
+            "text": activity,
+        },
+        "reason": [{"text": reason}],
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "assembler" if who == MATCHER else "verifier",
+                        }
+                    ]
+                },
+                "who": {"display": who},
+            }
+        ],
+        "entity": [{"role": "source", "what": {"reference": f"Patient/{patient_id}"}}],
+    }
+    if match is not None:
+        provenance["extension"] = [
+            {
+                "url": EVIDENCE_EXTENSION,
+                "extension": [
+                    {"url": "weight", "valueDecimal": round(match.weight, 3)},
+                    {"url": "decision", "valueCode": match.decision},
+                    *(
+                        {
+                            "url": "field",
+                            "extension": [
+                                {"url": "name", "valueCode": e.field},
+                                {"url": "level", "valueCode": e.level},
+                                {"url": "weight", "valueDecimal": round(e.weight, 3)},
+                            ],
+                        }
+                        for e in match.evidence
+                    ),
+                ],
+            }
+        ]
+    return provenance
+
+
+def _person_links(session: Session, person_id: str) -> list[tuple[str, str | None]]:
+    rows = session.execute(
+        select(IdentityRecord.patient_id, IdentityRecord.assurance)
+        .where(IdentityRecord.person_id == person_id)
+        .order_by(IdentityRecord.pk)
+    ).all()
+    return [(r.patient_id, r.assurance) for r in rows]
+
+
+def _write_person(session: Session, person_id: str, now: datetime) -> None:
+    """Rewrite the Person from identity's records (its links are the records' person ids)."""
+    records = session.execute(
+        select(IdentityRecord.features, IdentityRecord.nhs_verified)
+        .where(IdentityRecord.person_id == person_id)
+        .order_by(IdentityRecord.nhs_verified.desc(), IdentityRecord.pk)
+    ).first()
+    features = _load(records.features) if records is not None else None
+    resource = _person_resource(person_id, _person_links(session, person_id), features)
+    service.update(session, "Person", person_id, resource, now=now)
+
+
+def _record_provenance(
+    session: Session,
+    *,
+    person_id: str,
+    patient_id: str,
+    now: datetime,
+    activity: str,
+    who: str,
+    reason: str,
+    match: Match | None,
+) -> None:
+    service.create(
+        session,
+        _provenance(
+            person_id=person_id,
+            patient_id=patient_id,
+            now=now,
+            activity=activity,
+            who=who,
+            reason=reason,
+            match=match,
+        ),
+        now=now,
+    )
+
+
+# -- matching --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    person_id: str
+    match: Match
+    verified_numbers: frozenset[str]
+
+
+def candidates(
+    session: Session,
+    features: Demographics,
+    *,
+    exclude_pk: int | None = None,
+    model: MatchModel = DEFAULT_MODEL,
+) -> list[Candidate]:
+    """Every Person with a record sharing a blocking key, with its best match, best first."""
+    keys = sorted(blocking.probe_keys(features))
+    if not keys:
+        return []
+    stmt = (
+        select(
+            IdentityRecord.pk,
+            IdentityRecord.person_id,
+            IdentityRecord.features,
+            IdentityRecord.nhs_number,
+            IdentityRecord.nhs_verified,
+        )
+        .where(
+            IdentityRecord.pk.in_(
+                select(IdentityBlockKey.record_pk).where(IdentityBlockKey.key.in_(keys))
+            )
+        )
+        .order_by(IdentityRecord.pk)
+    )
+    if exclude_pk is not None:
+        stmt = stmt.where(IdentityRecord.pk != exclude_pk)
+    best: dict[str, Match] = {}
+    for row in session.execute(stmt):
+        match = decide(features, _load(row.features), model)
+        current = best.get(row.person_id)
+        if current is None or match.weight > current.weight:
+            best[row.person_id] = match
+    if not best:
+        return []
+    verified: dict[str, set[str]] = defaultdict(set)
+    for person_id, number in session.execute(
+        select(IdentityRecord.person_id, IdentityRecord.nhs_number).where(
+            IdentityRecord.person_id.in_(list(best)),
+            IdentityRecord.nhs_verified.is_(True),
+        )
+    ):
+        if number:
+            verified[person_id].add(number)
+    found = [Candidate(p, m, frozenset(verified[p])) for p, m in best.items()]
+    found.sort(key=lambda c: c.match.weight, reverse=True)
+    return found
+
+
+def _held_back(features: Demographics, verified_numbers: frozenset[str]) -> str | None:
+    """Why joining a Person holding ``verified_numbers`` must not be automatic."""
+    if features.nhs is not None and features.nhs.verified:
+        others = verified_numbers - {features.nhs.value}
+        if others:
+            return "the Person already holds a different verified NHS number"
+    return None
+
+
+def link_patient(
+    session: Session,
+    patient: Mapping[str, Any],
+    *,
+    now: datetime,
+    model: MatchModel = DEFAULT_MODEL,
+) -> LinkOutcome:
+    """File a source Patient (new or changed) under a Person."""
+    patient_id = str(patient["id"])
+    features = from_patient(patient)
+    dumped = _dump(features)
+    source = (patient.get("meta") or {}).get("source")
+    existing = session.execute(
+        select(IdentityRecord).where(IdentityRecord.patient_id == patient_id)
+    ).scalar_one_or_none()
+    if existing is not None:
+        if existing.features == dumped:
+            return LinkOutcome(patient_id, existing.person_id, "unchanged")
+        _refresh(session, existing, features, dumped, source, now)
+        # A record that has a Person to itself may now match someone; one already joined to
+        # others stays where it is (a steward moves it if it should go).
+        if len(_person_links(session, existing.person_id)) > 1:
+            _write_person(session, existing.person_id, now)
+            return LinkOutcome(patient_id, existing.person_id, "updated")
+        record = existing
+    else:
+        record = IdentityRecord(
+            patient_id=patient_id,
+            person_id=service.new_id(),
+            source=str(source)[:255] if source else None,
+            nhs_number=features.nhs.value if features.nhs else None,
+            nhs_verified=bool(features.nhs and features.nhs.verified),
+            assurance=None,
+            features=dumped,
+            updated_at=now,
+        )
+        session.add(record)
+        session.flush()
+        _replace_keys(session, record.pk, features)
+
+    found = candidates(session, features, exclude_pk=record.pk, model=model)
+    linkable = [
+        c
+        for c in found
+        if c.match.decision == "link" and not _held_back(features, c.verified_numbers)
+    ]
+    reviews: list[tuple[Candidate, tuple[str, ...]]] = []
+    for c in found:
+        held = _held_back(features, c.verified_numbers)
+        if c.match.decision == "review" or (c.match.decision == "link" and held):
+            reasons = c.match.reasons + ((held,) if held else ())
+            reviews.append((c, reasons))
+    if len(linkable) > 1:
+        bridging = "it would join several Persons; a human decides"
+        reviews.extend((c, (*c.match.reasons, bridging)) for c in linkable)
+        linkable = []
+
+    old_person = record.person_id
+    if linkable:
+        chosen = linkable[0]
+        record.person_id = chosen.person_id
+        record.assurance = chosen.match.assurance
+        session.flush()
+        _write_person(session, chosen.person_id, now)
+        if existing is not None and old_person != chosen.person_id:
+            _write_person(session, old_person, now)
+        _record_provenance(
+            session,
+            person_id=chosen.person_id,
+            patient_id=patient_id,
+            now=now,
+            activity="link",
+            who=MATCHER,
+            reason="; ".join(chosen.match.reasons) or "demographics and identifiers agree",
+            match=chosen.match,
+        )
+        outcome = LinkOutcome(patient_id, chosen.person_id, "linked", chosen.match)
+    else:
+        record.assurance = "level4" if features.nhs and features.nhs.verified else "level1"
+        session.flush()
+        _write_person(session, record.person_id, now)
+        outcome = LinkOutcome(patient_id, record.person_id, "new-person")
+    review_pks = tuple(
+        _queue_review(session, record.pk, c, reasons, now)
+        for c, reasons in reviews
+        if c.person_id != record.person_id
+    )
+    return LinkOutcome(
+        outcome.patient_id, outcome.person_id, outcome.action, outcome.match, review_pks
+    )
+
+
+def _refresh(
+    session: Session,
+    record: IdentityRecord,
+    features: Demographics,
+    dumped: str,
+    source: Any,
+    now: datetime,
+) -> None:
+    record.features = dumped
+    record.nhs_number = features.nhs.value if features.nhs else None
+    record.nhs_verified = bool(features.nhs and features.nhs.verified)
+    record.source = str(source)[:255] if source else record.source
+    record.updated_at = now
+    session.flush()
+    _replace_keys(session, record.pk, features)
+
+
+def _replace_keys(session: Session, record_pk: int, features: Demographics) -> None:
+    session.execute(delete(IdentityBlockKey).where(IdentityBlockKey.record_pk == record_pk))
+    keys = sorted(blocking.stored_keys(features))
+    if keys:
+        session.add_all(IdentityBlockKey(key=k[:128], record_pk=record_pk) for k in keys)
+        session.flush()
+
+
+def _queue_review(
+    session: Session, record_pk: int, candidate: Candidate, reasons: Sequence[str], now: datetime
+) -> int:
+    existing = session.execute(
+        select(IdentityReview.pk).where(
+            IdentityReview.record_pk == record_pk,
+            IdentityReview.person_id == candidate.person_id,
+            IdentityReview.status == "open",
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return int(existing)
+    review = IdentityReview(
+        record_pk=record_pk,
+        person_id=candidate.person_id,
+        weight=candidate.match.weight,
+        probability=candidate.match.probability,
+        evidence=json.dumps([asdict(e) for e in candidate.match.evidence]),
+        reasons=json.dumps(list(reasons)),
+        status="open",
+        created_at=now,
+    )
+    session.add(review)
+    session.flush()
+    return int(review.pk)
+
+
+# -- the review queue and stewards' actions --------------------------------------------
+
+
+def open_reviews(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(IdentityReview, IdentityRecord.patient_id, IdentityRecord.person_id)
+        .join(IdentityRecord, IdentityRecord.pk == IdentityReview.record_pk)
+        .where(IdentityReview.status == "open")
+        .order_by(IdentityReview.weight.desc(), IdentityReview.pk)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "id": review.pk,
+            "patient": f"Patient/{patient_id}",
+            "currentPerson": f"Person/{person_id}",
+            "candidatePerson": f"Person/{review.person_id}",
+            "candidatePatients": [
+                f"Patient/{p}" for p, _a in _person_links(session, review.person_id)
+            ],
+            "weight": round(review.weight, 3),
+            "probability": review.probability,
+            "evidence": json.loads(review.evidence),
+            "reasons": json.loads(review.reasons),
+            "created": service.format_instant(review.created_at),
+        }
+        for review, patient_id, person_id in rows
+    ]
+
+
+def _open_review(session: Session, review_pk: int) -> IdentityReview:
+    review = session.get(IdentityReview, review_pk, with_for_update=True)
+    if review is None:
+        raise NotFound(f"There is no identity review {review_pk}")
+    if review.status != "open":
+        raise Invalid(f"Identity review {review_pk} was already {review.status}")
+    return review
+
+
+def accept_review(session: Session, review_pk: int, *, steward: str, now: datetime) -> str:
+    """A steward confirms the candidate: the record moves to the candidate Person."""
+    review = _open_review(session, review_pk)
+    record = session.get(IdentityRecord, review.record_pk, with_for_update=True)
+    assert record is not None
+    verified = frozenset(
+        session.scalars(
+            select(IdentityRecord.nhs_number).where(
+                IdentityRecord.person_id == review.person_id,
+                IdentityRecord.nhs_verified.is_(True),
+            )
+        ).all()
+    )
+    if _held_back(_load(record.features), frozenset(n for n in verified if n)):
+        raise Invalid(
+            "The candidate Person holds a different verified NHS number; a Person never holds "
+            "two. Correct the NHS number at its source first."
+        )
+    move(session, record, review.person_id, steward=steward, now=now, reason="review accepted")
+    review.status = "accepted"
+    review.decided_at = now
+    review.decided_by = steward
+    session.flush()
+    return review.person_id
+
+
+def reject_review(session: Session, review_pk: int, *, steward: str, now: datetime) -> None:
+    review = _open_review(session, review_pk)
+    review.status = "rejected"
+    review.decided_at = now
+    review.decided_by = steward
+    session.flush()
+
+
+def move(
+    session: Session,
+    record: IdentityRecord,
+    person_id: str,
+    *,
+    steward: str,
+    now: datetime,
+    reason: str,
+) -> None:
+    """Move a record to ``person_id`` (a steward's link), rewriting both Persons."""
+    old = record.person_id
+    record.person_id = person_id
+    record.assurance = "level3"
+    session.flush()
+    _write_person(session, person_id, now)
+    if old != person_id:
+        _write_person(session, old, now)
+    _record_provenance(
+        session,
+        person_id=person_id,
+        patient_id=record.patient_id,
+        now=now,
+        activity="link",
+        who=steward,
+        reason=reason,
+        match=None,
+    )
+
+
+def unlink(session: Session, patient_id: str, *, steward: str, now: datetime, reason: str) -> str:
+    """Take a record out of its Person into a Person of its own; returns the new Person's id."""
+    record = session.execute(
+        select(IdentityRecord).where(IdentityRecord.patient_id == patient_id).with_for_update()
+    ).scalar_one_or_none()
+    if record is None:
+        raise NotFound(f"Patient/{patient_id} is not known to identity")
+    old = record.person_id
+    if len(_person_links(session, old)) == 1:
+        raise Invalid(f"Patient/{patient_id} is the only record of Person/{old}")
+    record.person_id = service.new_id()
+    record.assurance = "level1"
+    session.flush()
+    _write_person(session, record.person_id, now)
+    _write_person(session, old, now)
+    _record_provenance(
+        session,
+        person_id=old,
+        patient_id=patient_id,
+        now=now,
+        activity="unlink",
+        who=steward,
+        reason=reason,
+        match=None,
+    )
+    return record.person_id
+
+
+def forget_patient(session: Session, patient_id: str, *, now: datetime) -> None:
+    """A source deleted its Patient: drop it from its Person (history keeps the old links)."""
+    record = session.execute(
+        select(IdentityRecord).where(IdentityRecord.patient_id == patient_id)
+    ).scalar_one_or_none()
+    if record is None:
+        return
+    person_id = record.person_id
+    session.delete(record)
+    session.flush()
+    if _person_links(session, person_id):
+        _write_person(session, person_id, now)
+    else:
+        service.delete(session, "Person", person_id, now=now)
+
+
+def person_of(session: Session, patient_id: str) -> str | None:
+    return session.execute(
+        select(IdentityRecord.person_id).where(IdentityRecord.patient_id == patient_id)
+    ).scalar_one_or_none()
+
+
+def patients_of(session: Session, person_id: str) -> list[str]:
+    return [p for p, _a in _person_links(session, person_id)]
+
+
+__all__ = [
+    "LinkOutcome",
+    "accept_review",
+    "candidates",
+    "forget_patient",
+    "link_patient",
+    "open_reviews",
+    "patients_of",
+    "person_of",
+    "reject_review",
+    "unlink",
+]

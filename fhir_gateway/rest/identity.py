@@ -1,0 +1,103 @@
+"""Identity's steward API: the review queue (with the evidence for each candidate), accept,
+reject, and unlink.
+
+Until sign-in exists the steward names themself in the request body; every decision is kept
+(the review row and a Provenance naming the steward) and reversible (unlink, or accept the
+other candidate).
+"""
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from fhir_gateway.identity import service
+from fhir_gateway.outcomes import Invalid
+from fhir_gateway.rest.http import read_body
+from fhir_gateway.validation import parse_json
+
+router = APIRouter(prefix="/identity", tags=["identity"])
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _uow(request: Request) -> AbstractContextManager[Session]:
+    factory: Callable[[], AbstractContextManager[Session]] = request.app.state.unit_of_work
+    return factory()
+
+
+async def _body(request: Request, *required: str) -> dict[str, str]:
+    limit = request.app.state.gateway_settings.max_body_bytes
+    data = parse_json(await read_body(request, limit=limit))
+    if not isinstance(data, dict):
+        raise Invalid("The request body must be a JSON object")
+    values: dict[str, str] = {}
+    for name in required:
+        value = data.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise Invalid(f"'{name}' is required and must be a non-empty string")
+        values[name] = value.strip()
+    return values
+
+
+@router.get("/reviews")
+def list_reviews(request: Request, limit: int = 100) -> Response:
+    if not 1 <= limit <= 1000:
+        raise Invalid("limit must be between 1 and 1000")
+    with _uow(request) as session:
+        return _json({"reviews": service.open_reviews(session, limit=limit)})
+
+
+@router.post("/reviews/{review_id}/accept")
+async def accept(request: Request, review_id: int) -> Response:
+    body = await _body(request, "steward")
+
+    def work() -> str:
+        with _uow(request) as session:
+            return service.accept_review(
+                session, review_id, steward=body["steward"], now=datetime.now(UTC)
+            )
+
+    person_id = await run_in_threadpool(work)
+    return _json({"review": review_id, "status": "accepted", "person": f"Person/{person_id}"})
+
+
+@router.post("/reviews/{review_id}/reject")
+async def reject(request: Request, review_id: int) -> Response:
+    body = await _body(request, "steward")
+
+    def work() -> None:
+        with _uow(request) as session:
+            service.reject_review(
+                session, review_id, steward=body["steward"], now=datetime.now(UTC)
+            )
+
+    await run_in_threadpool(work)
+    return _json({"review": review_id, "status": "rejected"})
+
+
+@router.post("/unlink")
+async def unlink(request: Request) -> Response:
+    body = await _body(request, "patient", "steward", "reason")
+    patient_id = body["patient"].removeprefix("Patient/")
+
+    def work() -> str:
+        with _uow(request) as session:
+            return service.unlink(
+                session,
+                patient_id,
+                steward=body["steward"],
+                now=datetime.now(UTC),
+                reason=body["reason"],
+            )
+
+    person_id = await run_in_threadpool(work)
+    return _json({"patient": f"Patient/{patient_id}", "person": f"Person/{person_id}"})
