@@ -54,6 +54,8 @@ def server(
         **os.environ,
         "CAREJOIN_DATABASE_URL": url,
         "CAREJOIN_BASE_URL": f"http://127.0.0.1:{port}/fhir",
+        # The store's figures: the outbox dispatcher (identity linking) is measured on its own.
+        "CAREJOIN_DISPATCH_EVENTS": os.environ.get("CAREJOIN_DISPATCH_EVENTS", "false"),
     }
     cmd = [
         sys.executable,

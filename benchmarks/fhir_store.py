@@ -14,6 +14,7 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
+import os
 import random
 import statistics
 import time
@@ -289,7 +290,11 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     url = bench_url().replace("carejoin_bench", f"carejoin_bench_{args.people}")
     ensure_database(url, fresh=args.fresh)
-    figures: dict[str, float] = {"people": args.people, "workers": args.workers}
+    figures: dict[str, float] = {
+        "people": args.people,
+        "workers": args.workers,
+        "dispatch_events": int(os.environ.get("CAREJOIN_DISPATCH_EVENTS", "false") == "true"),
+    }
     figures.update(load_population(url, args.people, processes=args.load_processes))
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         figures["resources_in_store"] = conn.execute("SELECT count(*) FROM resource").fetchone()[0]  # type: ignore[index]

@@ -7,10 +7,14 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from carejoin.settings import get_settings
-from fhir_gateway import migrate
+from fhir_gateway import events, migrate
+from fhir_gateway.app import default_dispatcher
 from fhir_gateway.db import create_engine_for, session_factory_for
+from fhir_gateway.identity.models import IdentityRecord, IdentityReview
 from fhir_gateway.store import transaction
 
 app = typer.Typer(
@@ -89,10 +93,11 @@ def demo(
             for _source, bundle in person_bundles(people=people, seed=seed, start=n, stop=n + 1):
                 loaded += load(bundle)
             progress.advance(task)
-    engine.dispose()
     typer.echo(
         f"Loaded {loaded} resources for {people} synthetic people into {settings.database_url}."
     )
+    _link_identities(factory)
+    engine.dispose()
     if not load_only:
         typer.echo(
             f"Serving on http://{host}:{port}/fhir (try /fhir/metadata or /fhir/Patient?_count=5)"
@@ -100,6 +105,40 @@ def demo(
         uvicorn.run(
             "carejoin.app:create_service", factory=True, host=host, port=port, log_level="info"
         )
+
+
+def _link_identities(factory: sessionmaker[Session]) -> None:
+    """Drain the outbox (identity links every source Patient to a Person) with a progress bar."""
+    with factory.begin() as session:
+        waiting = events.pending(session)
+    dispatcher = default_dispatcher()
+    with Progress(
+        TextColumn("[bold]Linking identities (outbox events)"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("link", total=waiting)
+        done = 0
+
+        def advance(count: int) -> None:
+            # Linking writes Persons and Provenances, whose own events join the queue.
+            nonlocal done
+            done += count
+            with factory.begin() as session:
+                progress.update(task, completed=done, total=done + events.pending(session))
+
+        dispatcher.drain(factory, batch=500, progress=advance)
+    with factory.begin() as session:
+        persons = session.scalar(select(func.count(func.distinct(IdentityRecord.person_id))))
+        records = session.scalar(select(func.count()).select_from(IdentityRecord))
+        reviews = session.scalar(
+            select(func.count()).select_from(IdentityReview).where(IdentityReview.status == "open")
+        )
+    typer.echo(
+        f"Identity: {records} source patients form {persons} persons; {reviews} candidate links "
+        "wait for review (GET /identity/reviews)."
+    )
 
 
 def _no_get(_session: object, url: str) -> transaction.EntryResponse:

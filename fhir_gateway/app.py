@@ -107,7 +107,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.gateway_settings = settings
-    app.state.dispatcher = events.Dispatcher(events.combine(identity_handlers.HANDLERS))
+    app.state.dispatcher = default_dispatcher()
     app.state.engine = engine
     if engine is not None:
         _bind(app, engine)
@@ -117,6 +117,11 @@ def create_app(
     for extension in extensions:
         extension(app)
     return app
+
+
+def default_dispatcher() -> events.Dispatcher:
+    """The gateway's outbox handlers (identity); extensions may register more."""
+    return events.Dispatcher(events.combine(identity_handlers.HANDLERS))
 
 
 def _bind(app: FastAPI, engine: Engine) -> None:
