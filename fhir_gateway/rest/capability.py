@@ -53,6 +53,18 @@ def capability_statement(*, base_url: str, software_version: str) -> dict[str, A
                 ],
             }
         )
+    for resource in resources:
+        if resource["type"] == "Patient":
+            resource["operation"] = [
+                {
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": (
+                        "The joined-up record: every source patient linked to the same Person. "
+                        "Parameters: start, end (care dates), _since, _type, _count; keyset paging."
+                    ),
+                }
+            ]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

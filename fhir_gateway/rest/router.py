@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from fhir_gateway.identity import service as identity
 from fhir_gateway.outcomes import (
     Invalid,
     MethodNotAllowed,
@@ -36,7 +37,8 @@ from fhir_gateway.rest.http import (
 from fhir_gateway.search.dates import InvalidDate, parse_range
 from fhir_gateway.search.params import SearchError, parse_search
 from fhir_gateway.search.registry import SUPPORTED_TYPES
-from fhir_gateway.store import service, transaction
+from fhir_gateway.store import repository, service, transaction
+from fhir_gateway.store.everything import everything
 from fhir_gateway.store.reads import ResourceReader
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.validation import dumps, parse_json, require_resource_object
@@ -154,6 +156,83 @@ def system_history(request: Request) -> Response:
 @router.get("/{resource_type}/_history")
 def type_history(request: Request, resource_type: str) -> Response:
     return _history(request, _type(resource_type), None)
+
+
+@router.get("/Patient/{patient_id}/$everything")
+def patient_everything(request: Request, patient_id: str) -> Response:
+    """The joined-up record: every linked source patient's compartment (R4 Patient-everything)."""
+    check_accept(request)
+    settings = request.app.state.gateway_settings
+    params = request.query_params
+    known = {"start", "end", "_since", "_type", "_count", "_cursor", "_format"}
+    unknown = sorted(set(params) - known)
+    if unknown and parse_prefer(request.headers.get("prefer")).strict:
+        raise Invalid(f"$everything does not take: {', '.join(unknown)}")
+    count_text = params.get("_count", str(settings.default_page_size))
+    if not count_text.isdigit() or int(count_text) < 1:
+        raise Invalid("_count must be a whole number of at least 1")
+    count = min(int(count_text), settings.max_page_size)
+    cursor_text = params.get("_cursor")
+    if cursor_text is not None and not cursor_text.isdigit():
+        raise Invalid("The paging cursor is not valid")
+    types = [t for t in params.get("_type", "").split(",") if t]
+    for t in types:
+        if t not in SUPPORTED_TYPES:
+            raise Invalid(f"_type names '{t}', which this server does not store")
+    try:
+        since = parse_range(params["_since"])[0] if "_since" in params else None
+        start = parse_range(params["start"])[0] if "start" in params else None
+        end = parse_range(params["end"])[1] if "end" in params else None
+    except InvalidDate as exc:
+        raise Invalid(str(exc)) from exc
+    with _uow(request) as session:
+        service.read(session, "Patient", patient_id)
+        person_id = identity.person_of(session, patient_id)
+        patient_ids = identity.patients_of(session, person_id) if person_id else [patient_id]
+        page = everything(
+            session,
+            patient_ids,
+            count=count,
+            cursor=int(cursor_text) if cursor_text else None,
+            types=types,
+            since=since,
+            start=start,
+            end=end,
+        )
+        included = list(page.included)
+        if person_id and cursor_text is None and (not types or "Person" in types):
+            person = repository.get_current(session, "Person", person_id)
+            if person is not None and not person.deleted:
+                included.insert(0, person)
+    base = _base(request)
+    path = f"{base}/Patient/{patient_id}/$everything"
+    kept = [(k, v) for k, v in params.multi_items() if k != "_cursor"]
+    links = [{"relation": "self", "url": path + (f"?{urlencode(kept)}" if kept else "")}]
+    if page.next_cursor is not None:
+        links.append(
+            {
+                "relation": "next",
+                "url": f"{path}?{urlencode([*kept, ('_cursor', str(page.next_cursor))])}",
+            }
+        )
+    entries = [
+        {
+            "fullUrl": render.full_url(r, base_url=base),
+            "resource": render.body_fragment(r, summary=None, elements=()),
+            "search": {"mode": mode},
+        }
+        for mode, group in (("match", page.resources), ("include", included))
+        for r in group
+    ]
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": page.total,
+        "link": links,
+    }
+    if entries:
+        bundle["entry"] = entries
+    return fhir_response(dumps(bundle))
 
 
 @router.get("/{resource_type}/{resource_id}/_history")

@@ -82,7 +82,7 @@ VERSION_COLUMNS = (
 )
 
 
-def _stored(row: Any) -> StoredResource:
+def stored_from_row(row: Any) -> StoredResource:
     return StoredResource(
         pk=row.pk,
         resource_type=row.resource_type,
@@ -103,7 +103,7 @@ def get_current(
     if for_update:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).first()
-    return None if row is None else _stored(row)
+    return None if row is None else stored_from_row(row)
 
 
 def get_current_many(
@@ -119,7 +119,7 @@ def get_current_many(
         if for_update:
             stmt = stmt.with_for_update()
         for row in session.execute(stmt):
-            found[(row.resource_type, row.resource_id)] = _stored(row)
+            found[(row.resource_type, row.resource_id)] = stored_from_row(row)
     return found
 
 
@@ -127,7 +127,7 @@ def get_by_pks(session: Session, pks: Sequence[int]) -> dict[int, StoredResource
     if not pks:
         return {}
     rows = session.execute(select(*CURRENT_COLUMNS).where(ResourceRow.pk.in_(list(pks))))
-    return {row.pk: _stored(row) for row in rows}
+    return {row.pk: stored_from_row(row) for row in rows}
 
 
 def get_version(
@@ -140,7 +140,7 @@ def get_version(
             HistoryRow.version_id == version_id,
         )
     ).first()
-    return None if row is None else _stored(row)
+    return None if row is None else stored_from_row(row)
 
 
 def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[StoredResource]:
@@ -350,4 +350,4 @@ def list_history(
     more = len(rows) > count
     rows = rows[:count]
     next_pk = rows[-1].history_pk if more and rows else None
-    return [(_stored(r), r.method) for r in rows], next_pk
+    return [(stored_from_row(r), r.method) for r in rows], next_pk

@@ -1,0 +1,132 @@
+"""``Patient/$everything`` over a set of source patients (the joined-up record of a Person).
+
+The spec's parameters (R4 Patient-everything): ``start``/``end`` select by care date (a
+resource without a care date is kept, since the spec leaves it in scope), ``_since`` by
+``meta.lastUpdated``, ``_type`` by resource type, ``_count`` sets the page size; pages are
+keyset on the resource row, so paging through a changing record shows every unchanged
+resource exactly once. Resources the record refers to but that sit outside any patient
+compartment (Practitioner, Organization, Location, Medication...) come with the first page,
+as ``search.mode = include``.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, not_, or_, select, tuple_
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from fhir_gateway.store import repository
+from fhir_gateway.store.models import ResourceRow, search_date, search_reference
+from fhir_gateway.store.repository import StoredResource
+
+# The care date of each type: the search parameter whose date says when the care happened.
+CARE_DATE_PARAMS: dict[str, str] = {
+    "AllergyIntolerance": "date",
+    "CarePlan": "date",
+    "CareTeam": "date",
+    "Communication": "sent",
+    "Condition": "onset-date",
+    "Consent": "date",
+    "DiagnosticReport": "date",
+    "DocumentReference": "date",
+    "Encounter": "date",
+    "EpisodeOfCare": "date",
+    "Flag": "date",
+    "Goal": "start-date",
+    "Immunization": "date",
+    "MedicationRequest": "authoredon",
+    "MedicationStatement": "effective",
+    "Observation": "date",
+    "Procedure": "date",
+    "QuestionnaireResponse": "authored",
+    "ServiceRequest": "authored",
+    "Task": "authored-on",
+}
+
+REFERENCED_TYPES = (
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+    "Device",
+    "HealthcareService",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EverythingPage:
+    resources: list[StoredResource]
+    included: list[StoredResource]
+    next_cursor: int | None
+    total: int
+
+
+def _care_date_filter(start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
+    pairs = list(CARE_DATE_PARAMS.items())
+    is_care_date = tuple_(search_date.c.resource_type, search_date.c.param).in_(pairs)
+    has_care_date = exists().where(search_date.c.resource_pk == ResourceRow.pk, is_care_date)
+    overlaps = [search_date.c.resource_pk == ResourceRow.pk, is_care_date]
+    if start is not None:
+        overlaps.append(search_date.c.high >= start)
+    if end is not None:
+        overlaps.append(search_date.c.low <= end)
+    return or_(not_(has_care_date), exists().where(and_(*overlaps)))
+
+
+def everything(
+    session: Session,
+    patient_ids: Sequence[str],
+    *,
+    count: int,
+    cursor: int | None = None,
+    types: Sequence[str] = (),
+    since: datetime | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> EverythingPage:
+    conditions: list[ColumnElement[bool]] = [
+        ResourceRow.patient_id.in_(list(patient_ids)),
+        ResourceRow.deleted.is_(False),
+    ]
+    if types:
+        conditions.append(ResourceRow.resource_type.in_(list(types)))
+    if since is not None:
+        conditions.append(ResourceRow.last_updated >= since)
+    if start is not None or end is not None:
+        conditions.append(_care_date_filter(start, end))
+    total = int(
+        session.scalar(select(func.count()).select_from(ResourceRow).where(*conditions)) or 0
+    )
+    page_conditions = list(conditions)
+    if cursor is not None:
+        page_conditions.append(ResourceRow.pk > cursor)
+    rows = session.execute(
+        select(*repository.CURRENT_COLUMNS)
+        .where(*page_conditions)
+        .order_by(ResourceRow.pk)
+        .limit(count + 1)
+    ).all()
+    resources = [repository.stored_from_row(row) for row in rows[:count]]
+    next_cursor = resources[-1].pk if len(rows) > count and resources else None
+    included: list[StoredResource] = []
+    if cursor is None and (not types or set(types) & set(REFERENCED_TYPES)):
+        wanted = [t for t in REFERENCED_TYPES if not types or t in types]
+        owned = select(ResourceRow.pk).where(*conditions).scalar_subquery()
+        targets = session.execute(
+            select(search_reference.c.target_type, search_reference.c.target_id)
+            .where(
+                search_reference.c.resource_pk.in_(owned),
+                search_reference.c.target_type.in_(wanted),
+                search_reference.c.target_id.is_not(None),
+            )
+            .distinct()
+        ).all()
+        found = repository.get_current_many(session, [(t, i) for t, i in targets])
+        included = sorted(
+            (r for r in found.values() if not r.deleted),
+            key=lambda r: (r.resource_type, r.resource_id),
+        )
+    return EverythingPage(resources, included, next_cursor, total)
