@@ -586,11 +586,30 @@ def patients_of(session: Session, person_id: str) -> list[str]:
     return [p for p, _a in _person_links(session, person_id)]
 
 
+def joined_patients(session: Session, patient_id: str) -> tuple[str | None, list[str]]:
+    """The Person of ``patient_id`` and every source patient it holds, in one query
+    (``(None, [patient_id])`` when identity has not filed the patient)."""
+    person = (
+        select(IdentityRecord.person_id)
+        .where(IdentityRecord.patient_id == patient_id)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(IdentityRecord.person_id, IdentityRecord.patient_id)
+        .where(IdentityRecord.person_id == person)
+        .order_by(IdentityRecord.pk)
+    ).all()
+    if not rows:
+        return None, [patient_id]
+    return rows[0].person_id, [r.patient_id for r in rows]
+
+
 __all__ = [
     "LinkOutcome",
     "accept_review",
     "candidates",
     "forget_patient",
+    "joined_patients",
     "link_patient",
     "open_reviews",
     "patients_of",

@@ -187,8 +187,7 @@ def patient_everything(request: Request, patient_id: str) -> Response:
         raise Invalid(str(exc)) from exc
     with _uow(request) as session:
         service.read(session, "Patient", patient_id)
-        person_id = identity.person_of(session, patient_id)
-        patient_ids = identity.patients_of(session, person_id) if person_id else [patient_id]
+        person_id, patient_ids = identity.joined_patients(session, patient_id)
         page = everything(
             session,
             patient_ids,

@@ -97,9 +97,6 @@ def everything(
         conditions.append(ResourceRow.last_updated >= since)
     if start is not None or end is not None:
         conditions.append(_care_date_filter(start, end))
-    total = int(
-        session.scalar(select(func.count()).select_from(ResourceRow).where(*conditions)) or 0
-    )
     page_conditions = list(conditions)
     if cursor is not None:
         page_conditions.append(ResourceRow.pk > cursor)
@@ -111,6 +108,12 @@ def everything(
     ).all()
     resources = [repository.stored_from_row(row) for row in rows[:count]]
     next_cursor = resources[-1].pk if len(rows) > count and resources else None
+    if cursor is None and next_cursor is None:
+        total = len(resources)  # the whole record fits in one page: no count query needed
+    else:
+        total = int(
+            session.scalar(select(func.count()).select_from(ResourceRow).where(*conditions)) or 0
+        )
     included: list[StoredResource] = []
     if cursor is None and (not types or set(types) & set(REFERENCED_TYPES)):
         wanted = [t for t in REFERENCED_TYPES if not types or t in types]

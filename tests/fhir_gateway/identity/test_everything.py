@@ -87,6 +87,7 @@ def test_everything_pages_through_each_resource_once(app: FastAPI, client: TestC
     whole = _refs(_everything(client, "gp1-ev", _count=100))
     seen: list[str] = []
     bundle = _everything(client, "gp1-ev", _count=2)
+    assert bundle["total"] == len(whole)
     while True:
         seen.extend(
             f"{e['resource']['resourceType']}/{e['resource']['id']}"
