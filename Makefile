@@ -33,8 +33,10 @@ format: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/carejoin serve
 
+## Store benchmarks on PostgreSQL (loads the population once), then $$everything; see docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.fhir_store --people $${PEOPLE:-10000}
+	$(BIN)/python -m benchmarks.everything --people $${PEOPLE:-10000}
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .coverage

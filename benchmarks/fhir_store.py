@@ -3,7 +3,7 @@
     python -m benchmarks.fhir_store --people 10000            # load (if needed) and measure
     python -m benchmarks.fhir_store --people 100000 --workers 2
 
-Prints every figure; nothing is asserted. Targets (issue "Foundation"): ingest >= 2,000
+Prints every figure; nothing is asserted. Targets: ingest >= 2,000
 resources/s at concurrency 4 in bundles of ~100; read by id >= 1,500 requests/s from 8 clients
 in another process and p99 < 10 ms at a paced 1,000 requests/s;
 ``Observation?patient=...&_count=50&_sort=-date`` p95 < 15 ms, and p95 at 100k people no more
