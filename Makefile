@@ -33,7 +33,7 @@ format: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/carejoin serve
 
-## Store benchmarks on PostgreSQL (loads the population once), then $$everything; see docs/benchmarks.md.
+## Store benchmarks on PostgreSQL (loads the population once), then the joined-up record; see docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.fhir_store --people $${PEOPLE:-10000}
 	$(BIN)/python -m benchmarks.everything --people $${PEOPLE:-10000}
