@@ -71,7 +71,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A unit of work may write: take the write lock at BEGIN (IMMEDIATE), so that two
+        # writers queue on the busy timeout instead of one failing with "database is locked"
+        # when it upgrades a read transaction after the other has written. Read-only
+        # connections (the read path) begin DEFERRED and never wait for a writer (WAL).
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def is_postgresql(engine_or_session: Engine | Session) -> bool:
@@ -84,7 +89,13 @@ def is_postgresql(engine_or_session: Engine | Session) -> bool:
 
 
 def session_factory_for(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+    """Sessions for units of work (which may write): on SQLite they BEGIN IMMEDIATE."""
+    bind = (
+        engine.execution_options(sqlite_immediate=True)
+        if engine.dialect.name == "sqlite"
+        else engine
+    )
+    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
 
 
 @contextmanager
