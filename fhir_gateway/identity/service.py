@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -34,7 +35,7 @@ from fhir_gateway.identity.models import IdentityBlockKey, IdentityRecord, Ident
 from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, NhsNumber
 from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, decide
 from fhir_gateway.outcomes import Invalid, NotFound
-from fhir_gateway.store import service
+from fhir_gateway.store import repository, service
 
 MATCHER = "carejoin identity matcher"
 IDENTITY_SOURCE = "urn:carejoin:identity"
@@ -180,14 +181,24 @@ def _person_links(session: Session, person_id: str) -> list[tuple[str, str | Non
 
 
 def _write_person(session: Session, person_id: str, now: datetime) -> None:
-    """Rewrite the Person from identity's records (its links are the records' person ids)."""
-    records = session.execute(
-        select(IdentityRecord.features, IdentityRecord.nhs_verified)
+    """Rewrite the Person from identity's records (its links are the records' person ids).
+
+    Its demographics come from the best record (a verified NHS number first, then the
+    oldest): the name as that source recorded it, birth date and sex.
+    """
+    best = session.execute(
+        select(IdentityRecord.patient_id, IdentityRecord.features)
         .where(IdentityRecord.person_id == person_id)
         .order_by(IdentityRecord.nhs_verified.desc(), IdentityRecord.pk)
     ).first()
-    features = _load(records.features) if records is not None else None
+    features = _load(best.features) if best is not None else None
     resource = _person_resource(person_id, _person_links(session, person_id), features)
+    if best is not None:
+        source = repository.get_current(session, "Patient", best.patient_id)
+        if source is not None and source.body is not None and not source.deleted:
+            names = orjson.loads(source.body).get("name")
+            if names:
+                resource["name"] = names
     service.update(session, "Person", person_id, resource, now=now)
 
 
@@ -364,7 +375,8 @@ def link_patient(
         )
         outcome = LinkOutcome(patient_id, chosen.person_id, "linked", chosen.match)
     else:
-        record.assurance = "level4" if features.nhs and features.nhs.verified else "level1"
+        # The Person was made from this record: that link is certain by construction.
+        record.assurance = "level4"
         session.flush()
         _write_person(session, record.person_id, now)
         outcome = LinkOutcome(patient_id, record.person_id, "new-person")
@@ -543,7 +555,7 @@ def unlink(session: Session, patient_id: str, *, steward: str, now: datetime, re
     if len(_person_links(session, old)) == 1:
         raise Invalid(f"Patient/{patient_id} is the only record of Person/{old}")
     record.person_id = service.new_id()
-    record.assurance = "level1"
+    record.assurance = "level4"  # it founds the new Person
     session.flush()
     _write_person(session, record.person_id, now)
     _write_person(session, old, now)

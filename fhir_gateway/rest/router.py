@@ -199,7 +199,15 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             end=end,
         )
         included = list(page.included)
-        if person_id and cursor_text is None and (not types or "Person" in types):
+        matched = {(r.resource_type, r.resource_id) for r in page.resources}
+        if (
+            person_id
+            and cursor_text is None
+            and (not types or "Person" in types)
+            and ("Person", person_id) not in matched
+        ):
+            # The Person is in its first patient's compartment (Person.link), so it is usually
+            # a match already; otherwise it comes as an include.
             person = repository.get_current(session, "Person", person_id)
             if person is not None and not person.deleted:
                 included.insert(0, person)

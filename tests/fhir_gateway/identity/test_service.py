@@ -44,7 +44,7 @@ def test_first_record_gets_a_person_of_its_own(session: Session) -> None:
     body = person(session, outcome.person_id)
     assert body["resourceType"] == "Person"
     assert body["active"] is True
-    assert [link["target"]["reference"] for link in body["link"]] == ["Patient/gp-1"]
+    assert body["link"] == [{"target": {"reference": "Patient/gp-1"}, "assurance": "level4"}]
     assert identity.person_of(session, "gp-1") == outcome.person_id
 
 
