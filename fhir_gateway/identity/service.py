@@ -238,25 +238,19 @@ class Candidate:
     verified_numbers: frozenset[str]
 
 
-def candidates(
+def _record_matches(
     session: Session,
     features: Demographics,
     *,
-    exclude_pk: int | None = None,
-    model: MatchModel = DEFAULT_MODEL,
-) -> list[Candidate]:
-    """Every Person with a record sharing a blocking key, with its best match, best first."""
+    exclude_pk: int | None,
+    model: MatchModel,
+) -> list[tuple[str, str, Match]]:
+    """(patient id, person id, match) for every record sharing a blocking key."""
     keys = sorted(blocking.probe_keys(features))
     if not keys:
         return []
     stmt = (
-        select(
-            IdentityRecord.pk,
-            IdentityRecord.person_id,
-            IdentityRecord.features,
-            IdentityRecord.nhs_number,
-            IdentityRecord.nhs_verified,
-        )
+        select(IdentityRecord.patient_id, IdentityRecord.person_id, IdentityRecord.features)
         .where(
             IdentityRecord.pk.in_(
                 select(IdentityBlockKey.record_pk).where(IdentityBlockKey.key.in_(keys))
@@ -266,12 +260,27 @@ def candidates(
     )
     if exclude_pk is not None:
         stmt = stmt.where(IdentityRecord.pk != exclude_pk)
+    return [
+        (row.patient_id, row.person_id, decide(features, _load(row.features), model))
+        for row in session.execute(stmt)
+    ]
+
+
+def candidates(
+    session: Session,
+    features: Demographics,
+    *,
+    exclude_pk: int | None = None,
+    model: MatchModel = DEFAULT_MODEL,
+) -> list[Candidate]:
+    """Every Person with a record sharing a blocking key, with its best match, best first."""
     best: dict[str, Match] = {}
-    for row in session.execute(stmt):
-        match = decide(features, _load(row.features), model)
-        current = best.get(row.person_id)
+    for _patient_id, person_id, match in _record_matches(
+        session, features, exclude_pk=exclude_pk, model=model
+    ):
+        current = best.get(person_id)
         if current is None or match.weight > current.weight:
-            best[row.person_id] = match
+            best[person_id] = match
     if not best:
         return []
     verified: dict[str, set[str]] = defaultdict(set)
@@ -285,6 +294,23 @@ def candidates(
             verified[person_id].add(number)
     found = [Candidate(p, m, frozenset(verified[p])) for p, m in best.items()]
     found.sort(key=lambda c: c.match.weight, reverse=True)
+    return found
+
+
+def match_patients(
+    session: Session, patient: Mapping[str, Any], *, model: MatchModel = DEFAULT_MODEL
+) -> list[tuple[str, str, Match]]:
+    """``Patient/$match``: (patient id, person id, match) for the source patients that may be
+    ``patient``, most likely first (links and reviews only; a no-link is not a candidate)."""
+    features = from_patient(patient)
+    found = [
+        (patient_id, person_id, match)
+        for patient_id, person_id, match in _record_matches(
+            session, features, exclude_pk=None, model=model
+        )
+        if match.decision != "no-link"
+    ]
+    found.sort(key=lambda found: (found[2].weight, found[0]), reverse=True)
     return found
 
 
@@ -623,6 +649,7 @@ __all__ = [
     "forget_patient",
     "joined_patients",
     "link_patient",
+    "match_patients",
     "open_reviews",
     "patients_of",
     "person_of",

@@ -63,7 +63,15 @@ def capability_statement(*, base_url: str, software_version: str) -> dict[str, A
                         "The joined-up record: every source patient linked to the same Person. "
                         "Parameters: start, end (care dates), _since, _type, _count; keyset paging."
                     ),
-                }
+                },
+                {
+                    "name": "match",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+                    "documentation": (
+                        "Scored candidates (search.score, match-grade) from identity's "
+                        "probabilistic matching; onlyCertainMatches and count honoured."
+                    ),
+                },
             ]
     return {
         "resourceType": "CapabilityStatement",

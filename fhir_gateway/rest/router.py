@@ -41,7 +41,12 @@ from fhir_gateway.store import repository, service, transaction
 from fhir_gateway.store.everything import everything
 from fhir_gateway.store.reads import ResourceReader
 from fhir_gateway.store.repository import StoredResource
-from fhir_gateway.validation import dumps, parse_json, require_resource_object
+from fhir_gateway.validation import (
+    dumps,
+    parse_json,
+    require_resource_object,
+    validate_resource,
+)
 
 MEDIA = f"{FHIR_JSON}; charset=utf-8"
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
@@ -156,6 +161,79 @@ def system_history(request: Request) -> Response:
 @router.get("/{resource_type}/_history")
 def type_history(request: Request, resource_type: str) -> Response:
     return _history(request, _type(resource_type), None)
+
+
+MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
+
+
+@router.post("/Patient/$match")
+async def patient_match(request: Request) -> Response:
+    """R4 Patient-match: candidates for a Patient, scored and graded (certain .. possible)."""
+    check_accept(request)
+    data = await _resource_body(request)
+    if data.get("resourceType") != "Parameters":
+        raise Invalid("Patient/$match takes a Parameters resource")
+    patient: dict[str, Any] | None = None
+    only_certain = False
+    count = 10
+    for parameter in data.get("parameter") or ():
+        if not isinstance(parameter, dict):
+            raise Invalid("Parameters.parameter must be objects")
+        name = parameter.get("name")
+        if name == "resource":
+            patient = parameter.get("resource")
+        elif name == "onlyCertainMatches":
+            if not isinstance(parameter.get("valueBoolean"), bool):
+                raise Invalid("onlyCertainMatches must be a valueBoolean")
+            only_certain = parameter["valueBoolean"]
+        elif name == "count":
+            value = parameter.get("valueInteger")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise Invalid("count must be a valueInteger of at least 1")
+            count = min(value, request.app.state.gateway_settings.max_page_size)
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        raise Invalid("Patient/$match needs a parameter 'resource' holding a Patient")
+    validate_resource(patient)
+    base = _base(request)
+
+    def work() -> bytes:
+        with _uow(request) as session:
+            found = identity.match_patients(session, patient)
+            if only_certain:
+                # The spec: only a single certain match, never several. Source patients of one
+                # Person are one match here: its best record is returned.
+                certain = [f for f in found if f[2].grade == "certain"]
+                found = certain[:1] if len({person for _p, person, _m in certain}) == 1 else []
+            found = found[:count]
+            stored = repository.get_current_many(
+                session, [("Patient", p) for p, _person, _m in found]
+            )
+        entries = []
+        for patient_id, _person, match in found:
+            current = stored.get(("Patient", patient_id))
+            if current is None or current.deleted:
+                continue
+            entries.append(
+                {
+                    "fullUrl": render.full_url(current, base_url=base),
+                    "resource": render.body_fragment(current, summary=None, elements=()),
+                    "search": {
+                        "extension": [{"url": MATCH_GRADE, "valueCode": match.grade}],
+                        "mode": "match",
+                        "score": round(match.probability, 6),
+                    },
+                }
+            )
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(entries),
+        }
+        if entries:
+            bundle["entry"] = entries
+        return dumps(bundle)
+
+    return fhir_response(await run_in_threadpool(work))
 
 
 @router.get("/Patient/{patient_id}/$everything")

@@ -154,4 +154,4 @@ def test_everything_bad_input(client: TestClient) -> None:
 def test_capability_statement_lists_everything(client: TestClient) -> None:
     statement = client.get("/fhir/metadata").json()
     (patient,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "Patient"]
-    assert [op["name"] for op in patient["operation"]] == ["everything"]
+    assert [op["name"] for op in patient["operation"]] == ["everything", "match"]
