@@ -41,6 +41,40 @@ def serve(
     _serve(host, port)
 
 
+@app.command()
+def mllp(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (MLLP).")] = 2575,
+) -> None:
+    """Receive HL7 v2 ADT messages over MLLP; each is applied, acknowledged and kept."""
+    import asyncio
+
+    from fhir_gateway.app import unit_of_work_factory
+    from fhir_gateway.feeds import mllp as listener
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    unit_of_work = unit_of_work_factory(session_factory_for(engine))
+
+    async def run() -> None:
+        server = await listener.serve(
+            unit_of_work,
+            host=host,
+            port=port,
+            base_url=settings.base_url.rstrip("/"),
+            max_bytes=settings.max_body_bytes,
+        )
+        typer.echo(f"Listening for HL7 v2 over MLLP on {host}:{port}")
+        async with server:
+            await server.serve_forever()
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.dispose()
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the schema migrations up to REVISION (default: the latest)."""

@@ -23,6 +23,7 @@ from fhir_gateway import events
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.identity import handlers as identity_handlers
 from fhir_gateway.outcomes import Issue, OutcomeError, outcome
+from fhir_gateway.rest.feeds import router as feeds_router
 from fhir_gateway.rest.identity import router as identity_router
 from fhir_gateway.rest.router import MEDIA
 from fhir_gateway.rest.router import router as fhir_router
@@ -113,6 +114,7 @@ def create_app(
         _bind(app, engine)
     app.include_router(fhir_router)
     app.include_router(identity_router)
+    app.include_router(feeds_router)
     _install_error_handlers(app)
     for extension in extensions:
         extension(app)

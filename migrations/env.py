@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from fhir_gateway.db import Base, create_engine_for
+from fhir_gateway.feeds import models as feed_models  # noqa: F401  (registers the tables)
 from fhir_gateway.identity import models as identity_models  # noqa: F401  (registers the tables)
 from fhir_gateway.store import models  # noqa: F401  (registers the tables)
 

@@ -338,6 +338,11 @@ def link_patient(
     existing = session.execute(
         select(IdentityRecord).where(IdentityRecord.patient_id == patient_id)
     ).scalar_one_or_none()
+    survivor = _replaced_by(patient)
+    if existing is not None and survivor is not None:
+        if existing.features != dumped:
+            _refresh(session, existing, features, dumped, source, now)
+        return _follow_merge(session, existing, survivor, features, now=now)
     if existing is not None:
         if existing.features == dumped:
             return LinkOutcome(patient_id, existing.person_id, "unchanged")
@@ -414,6 +419,61 @@ def link_patient(
     return LinkOutcome(
         outcome.patient_id, outcome.person_id, outcome.action, outcome.match, review_pks
     )
+
+
+def _replaced_by(patient: Mapping[str, Any]) -> str | None:
+    """The survivor a source merged this record into (``Patient.link`` type replaced-by)."""
+    for link in patient.get("link") or ():
+        if not isinstance(link, Mapping) or link.get("type") != "replaced-by":
+            continue
+        reference = str((link.get("other") or {}).get("reference") or "")
+        if reference.startswith("Patient/"):
+            return reference.removeprefix("Patient/")
+    return None
+
+
+def _follow_merge(
+    session: Session,
+    record: IdentityRecord,
+    survivor: str,
+    features: Demographics,
+    *,
+    now: datetime,
+) -> LinkOutcome:
+    """The source says this record is the survivor's (an HL7 A40 merge): join its Person,
+    unless that would give a Person two verified NHS numbers (then a human reviews it)."""
+    target = person_of(session, survivor)
+    if target is None or target == record.person_id:
+        return LinkOutcome(record.patient_id, record.person_id, "unchanged")
+    verified = frozenset(
+        n
+        for n in session.scalars(
+            select(IdentityRecord.nhs_number).where(
+                IdentityRecord.person_id == target, IdentityRecord.nhs_verified.is_(True)
+            )
+        ).all()
+        if n
+    )
+    held = _held_back(features, verified)
+    if held:
+        survivor_features = session.scalar(
+            select(IdentityRecord.features).where(IdentityRecord.patient_id == survivor)
+        )
+        assert survivor_features is not None
+        candidate = Candidate(target, decide(features, _load(survivor_features)), verified)
+        review = _queue_review(
+            session, record.pk, candidate, (f"the source merged it: {held}",), now
+        )
+        return LinkOutcome(record.patient_id, record.person_id, "unchanged", None, (review,))
+    move(
+        session,
+        record,
+        target,
+        steward=f"source merge ({record.source or 'unknown source'})",
+        now=now,
+        reason=f"the source merged Patient/{record.patient_id} into Patient/{survivor}",
+    )
+    return LinkOutcome(record.patient_id, target, "linked")
 
 
 def _refresh(

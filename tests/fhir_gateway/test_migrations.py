@@ -5,6 +5,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
 from fhir_gateway.db import Base
+from fhir_gateway.feeds import models as feed_models  # noqa: F401
 from fhir_gateway.identity import models as identity_models  # noqa: F401
 from fhir_gateway.store import models as store_models  # noqa: F401
 

@@ -1,0 +1,70 @@
+"""The MLLP listener for HL7 v2 (``carejoin mllp --port``), on the ``hl7`` library's streams.
+
+Each connection is served in order: a message is processed (``feeds.adt.receive``) and
+acknowledged before the next is read, so a sender's messages are applied in the order sent.
+The raw block is kept as received, so even a message that cannot be parsed is acknowledged
+(AR) and kept as a dead letter rather than dropped.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from hl7.mllp import InvalidBlockError, start_hl7_server
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from fhir_gateway.feeds import adt
+
+log = logging.getLogger("carejoin.mllp")
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+def _decode(block: bytes) -> str:
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError:
+        return block.decode("latin-1")
+
+
+async def serve(
+    unit_of_work: UnitOfWork,
+    *,
+    host: str,
+    port: int,
+    base_url: str,
+    max_bytes: int = 10 * 1024 * 1024,
+) -> asyncio.AbstractServer:
+    """Start listening; the caller keeps the returned server running (``serve_forever``)."""
+
+    async def connection(reader: Any, writer: Any) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                try:
+                    block = await reader.readblock()
+                except asyncio.IncompleteReadError:
+                    return  # the sender closed the connection
+                except (InvalidBlockError, ValueError) as exc:
+                    log.warning("MLLP framing error from %s: %s; closing", peer, exc)
+                    return
+                receipt = await run_in_threadpool(
+                    adt.receive,
+                    unit_of_work,
+                    _decode(block),
+                    now=datetime.now(UTC),
+                    base_url=base_url,
+                )
+                writer.writeblock(receipt.ack.encode())
+                await writer.drain()
+        finally:
+            writer.close()
+
+    server: asyncio.AbstractServer = await start_hl7_server(
+        connection, host=host, port=port, limit=max_bytes
+    )
+    return server

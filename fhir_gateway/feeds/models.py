@@ -1,0 +1,30 @@
+"""Every HL7 v2 message received: for de-duplication on MSH-10, the dead-letter store and
+replay. Messages are kept as received."""
+
+from datetime import datetime
+
+from sqlalchemy import Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fhir_gateway.db import Base
+from fhir_gateway.store.models import BigId, UtcDateTime
+
+
+class Hl7Message(Base):
+    __tablename__ = "hl7_message"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sender: Mapped[str] = mapped_column(String(64))  # MSH-4, the sending facility (ODS code)
+    control_id: Mapped[str] = mapped_column(String(64))  # MSH-10
+    event: Mapped[str | None] = mapped_column(String(8))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # processed | rejected
+    ack_code: Mapped[str] = mapped_column(String(2))  # AA | AE | AR
+    error: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("sender", "control_id"),
+        Index("ix_hl7_message_status", "status", "pk"),
+    )
