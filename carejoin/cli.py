@@ -1,8 +1,10 @@
 """The ``carejoin`` command: serve, db upgrade, demo."""
 
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -73,6 +75,79 @@ def mllp(
         asyncio.run(run())
     finally:
         engine.dispose()
+
+
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="FHIR NDJSON files, one resource per line.")],
+    batch: Annotated[int, typer.Option(min=1, max=10000, help="Resources per transaction.")] = 1000,
+) -> None:
+    """Bulk-load FHIR NDJSON (a source's initial load), with a progress bar.
+
+    Resources keep their ids, so importing a file again changes nothing; bad lines are
+    reported with their line number and the rest is loaded. Exits 1 if any line failed.
+    """
+    from fhir_gateway.app import unit_of_work_factory
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    unit_of_work = unit_of_work_factory(session_factory_for(engine))
+    failed = 0
+    try:
+        for path in files:
+            if not path.is_file():
+                raise typer.BadParameter(f"{path} is not a file")
+            report = _import_file(path, unit_of_work, batch)
+            typer.echo(
+                f"{path}: {sum(report.created.values())} created, "
+                f"{sum(report.updated.values())} updated, "
+                f"{sum(report.unchanged.values())} unchanged, {len(report.errors)} refused"
+            )
+            for line, reason in report.errors[:50]:
+                typer.echo(f"  line {line}: {reason}", err=True)
+            if len(report.errors) > 50:
+                typer.echo(f"  ... and {len(report.errors) - 50} more", err=True)
+            failed += len(report.errors)
+    finally:
+        engine.dispose()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _import_file(path: Path, unit_of_work: Any, batch: int) -> Any:
+    from fhir_gateway.feeds import bulk
+
+    total = path.stat().st_size
+    read = 0
+    imported = 0
+    with (
+        path.open("rb") as handle,
+        Progress(
+            TextColumn(f"[bold]Importing {path.name}"),
+            BarColumn(),
+            TextColumn("{task.fields[resources]} resources"),
+            TimeRemainingColumn(),
+        ) as progress,
+    ):
+        task = progress.add_task("import", total=total, resources=0)
+
+        def lines() -> Iterator[bytes]:
+            nonlocal read
+            for raw in handle:
+                read += len(raw)
+                yield raw  # bytes: a line that is not UTF-8 is refused with its number
+
+        def advance(count: int) -> None:
+            nonlocal imported
+            imported += count
+            progress.update(task, completed=read, resources=imported)
+
+        report = bulk.import_ndjson(
+            unit_of_work, lines(), now=datetime.now(UTC), batch_size=batch, progress=advance
+        )
+        progress.update(task, completed=total)
+    return report
 
 
 @db_app.command("upgrade")

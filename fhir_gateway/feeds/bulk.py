@@ -1,0 +1,136 @@
+"""Bulk import of FHIR NDJSON (one resource per line), for a source's initial load.
+
+Where the FHIR ``$import`` proposal fits, this follows it: NDJSON input, resources keep the
+ids the source gave them (so re-importing the same file updates rather than duplicates, and
+an unchanged resource keeps its version), the result is a per-type count plus an
+OperationOutcome-style list of the lines that failed. It is much faster than transaction
+bundles because it skips what a bundle needs and a bulk load does not: no urn:uuid
+resolution, no conditional interactions, no per-entry response. Validation, the search
+index, history and outbox events are exactly those of any other write.
+
+A bad line never stops the import: it is reported with its line number and reason, and
+every good line is loaded. Each batch is one transaction.
+"""
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fhir_gateway.outcomes import OutcomeError
+from fhir_gateway.store import repository, service
+from fhir_gateway.store.repository import PendingWrite
+from fhir_gateway.validation import parse_json, require_resource_object
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+@dataclass
+class ImportReport:
+    created: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    unchanged: Counter[str] = field(default_factory=Counter)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    @property
+    def loaded(self) -> int:
+        return sum(self.created.values()) + sum(self.updated.values())
+
+
+def _parse_line(line: str | bytes) -> dict[str, Any]:
+    data = require_resource_object(parse_json(line))
+    if "id" not in data:
+        data = dict(data, id=service.new_id())
+    service.check_id(str(data["id"]))
+    return data
+
+
+def _write_batch(
+    unit_of_work: UnitOfWork,
+    batch: list[tuple[int, dict[str, Any]]],
+    report: ImportReport,
+    *,
+    now: datetime,
+) -> None:
+    with unit_of_work() as session:
+        keys = [(str(r["resourceType"]), str(r["id"])) for _n, r in batch]
+        current = repository.get_current_many(session, keys, for_update=True)
+        writes: list[PendingWrite] = []
+        kinds: list[tuple[str, str]] = []
+        for number, resource in batch:
+            key = (str(resource["resourceType"]), str(resource["id"]))
+            existing = current.get(key)
+            try:
+                pending = service.prepare_write(
+                    resource,
+                    resource_id=key[1],
+                    version_id=1 if existing is None else existing.version_id + 1,
+                    now=now,
+                    method="PUT",
+                    existing_pk=None if existing is None else existing.pk,
+                )
+            except OutcomeError as exc:
+                report.errors.append((number, _reason(exc)))
+                continue
+            if existing is not None and service.same_content(existing, pending):
+                report.unchanged[key[0]] += 1
+                continue
+            writes.append(pending)
+            kinds.append((key[0], "created" if existing is None or existing.deleted else "updated"))
+        service.write(session, writes)
+    for resource_type, kind in kinds:
+        (report.created if kind == "created" else report.updated)[resource_type] += 1
+
+
+def _reason(exc: OutcomeError) -> str:
+    outcome = exc.to_outcome()
+    details = [
+        f"{issue.get('diagnostics', '')}"
+        + (f" at {', '.join(issue['expression'])}" if issue.get("expression") else "")
+        for issue in outcome.get("issue", [])
+    ]
+    return "; ".join(d for d in details if d) or str(exc)
+
+
+def import_ndjson(
+    unit_of_work: UnitOfWork,
+    lines: Iterable[str | bytes],
+    *,
+    now: datetime,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Load every line of ``lines``; returns what was created, updated, unchanged or refused."""
+    report = ImportReport()
+    batch: list[tuple[int, dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def flush() -> None:
+        if batch:
+            _write_batch(unit_of_work, batch, report, now=now)
+            if progress is not None:
+                progress(len(batch))
+            batch.clear()
+            seen.clear()
+
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            resource = _parse_line(line)
+        except OutcomeError as exc:
+            report.errors.append((number, _reason(exc)))
+            continue
+        key = (str(resource["resourceType"]), str(resource["id"]))
+        if key in seen:  # the same resource twice: the later line is a later version
+            flush()
+        seen.add(key)
+        batch.append((number, resource))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return report

@@ -1,0 +1,92 @@
+"""Bulk NDJSON import on both databases: good lines load, bad lines are reported by number,
+re-importing changes nothing."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from carejoin.cli import app as cli
+from fhir_gateway.feeds import bulk
+from tests.factories import fhir
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def lines(*resources: Any) -> list[str]:
+    return [r if isinstance(r, str) else json.dumps(r) for r in resources]
+
+
+def test_import_loads_good_lines_and_reports_bad_ones(app: FastAPI, client: TestClient) -> None:
+    patient = fhir.patient(id="bulk-p1", family="Bulkload")
+    observation = fhir.observation(patient_id="bulk-p1", id="bulk-o1")
+    source = lines(
+        patient,
+        observation,
+        "",
+        "{not json",
+        {"resourceType": "Patient", "id": "bulk-bad", "gender": "sometimes"},
+        {"resourceType": "Spaceship", "id": "x"},
+        fhir.condition(patient_id="bulk-p1", id="bulk-c1"),
+    )
+    report = bulk.import_ndjson(app.state.unit_of_work, source, now=NOW, batch_size=2)
+    assert dict(report.created) == {"Patient": 1, "Observation": 1, "Condition": 1}
+    assert [n for n, _reason in report.errors] == [4, 5, 6]
+    assert "gender" in report.errors[1][1]
+    assert "Spaceship" in report.errors[2][1]
+    # Loaded resources are indexed like any other write.
+    found = client.get("/fhir/Observation", params={"patient": "bulk-p1"}).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == ["bulk-o1"]
+    assert client.get("/fhir/Patient/bulk-bad").status_code == 404
+
+
+def test_reimport_changes_nothing_and_changes_update(app: FastAPI, client: TestClient) -> None:
+    source = lines(fhir.patient(id="bulk-p2"), fhir.observation(patient_id="bulk-p2", id="bulk-o2"))
+    bulk.import_ndjson(app.state.unit_of_work, source, now=NOW)
+    again = bulk.import_ndjson(app.state.unit_of_work, source, now=NOW)
+    assert again.loaded == 0
+    assert sum(again.unchanged.values()) == 2
+    assert client.get("/fhir/Patient/bulk-p2").json()["meta"]["versionId"] == "1"
+    changed = lines(fhir.patient(id="bulk-p2", gender="male"))
+    report = bulk.import_ndjson(app.state.unit_of_work, changed, now=NOW)
+    assert dict(report.updated) == {"Patient": 1}
+    assert client.get("/fhir/Patient/bulk-p2").json()["meta"]["versionId"] == "2"
+
+
+def test_the_same_resource_twice_in_a_file_is_applied_in_order(
+    app: FastAPI, client: TestClient
+) -> None:
+    source = lines(fhir.patient(id="bulk-p3"), fhir.patient(id="bulk-p3", gender="male"))
+    report = bulk.import_ndjson(app.state.unit_of_work, source, now=NOW)
+    assert report.loaded == 2
+    body = client.get("/fhir/Patient/bulk-p3").json()
+    assert body["gender"] == "male"
+    assert body["meta"]["versionId"] == "2"
+
+
+def test_the_import_command(tmp_path: Path, monkeypatch: Any) -> None:
+    database = tmp_path / "import.db"
+    monkeypatch.setenv("CAREJOIN_DATABASE_URL", f"sqlite:///{database}")
+    from carejoin.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        good = tmp_path / "good.ndjson"
+        good.write_text("\n".join(lines(fhir.patient(id="cli-p1"), fhir.patient(id="cli-p2"))))
+        result = CliRunner().invoke(cli, ["import", str(good)])
+        assert result.exit_code == 0, result.output
+        assert "2 created" in result.output
+        again = CliRunner().invoke(cli, ["import", str(good)])
+        assert "2 unchanged" in again.output
+        bad = tmp_path / "bad.ndjson"
+        bad.write_bytes(json.dumps(fhir.patient(id="cli-p3")).encode() + b"\n\xff\xfe\n")
+        failed = CliRunner().invoke(cli, ["import", str(bad)])
+        assert failed.exit_code == 1
+        assert "line 2" in failed.output
+        assert "1 created" in failed.output
+    finally:
+        get_settings.cache_clear()
