@@ -1,6 +1,7 @@
 """The ``carejoin`` command: serve, db upgrade, demo."""
 
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +82,12 @@ def mllp(
 def import_(
     files: Annotated[list[Path], typer.Argument(help="FHIR NDJSON files, one resource per line.")],
     batch: Annotated[int, typer.Option(min=1, max=10000, help="Resources per transaction.")] = 1000,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Worker processes (default: one per CPU on PostgreSQL, one on SQLite)."
+        ),
+    ] = None,
 ) -> None:
     """Bulk-load FHIR NDJSON (a source's initial load), with a progress bar.
 
@@ -98,7 +105,13 @@ def import_(
         for path in files:
             if not path.is_file():
                 raise typer.BadParameter(f"{path} is not a file")
-            report = _import_file(path, unit_of_work, batch)
+            workers = processes or (
+                (os.cpu_count() or 1) if engine.dialect.name == "postgresql" else 1
+            )
+            if workers > 1:
+                report = _import_parallel(path, settings.database_url, batch, workers)
+            else:
+                report = _import_file(path, unit_of_work, batch)
             typer.echo(
                 f"{path}: {sum(report.created.values())} created, "
                 f"{sum(report.updated.values())} updated, "
@@ -113,6 +126,28 @@ def import_(
         engine.dispose()
     if failed:
         raise typer.Exit(1)
+
+
+def _import_parallel(path: Path, url: str, batch: int, workers: int) -> Any:
+    from fhir_gateway.feeds import bulk
+
+    with path.open("rb") as handle:
+        total = sum(1 for line in handle if line.strip())
+    with Progress(
+        TextColumn(f"[bold]Importing {path.name} ({workers} processes)"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("import", total=total)
+        return bulk.import_file(
+            url,
+            str(path),
+            now=datetime.now(UTC),
+            processes=workers,
+            batch_size=batch,
+            progress=lambda n: progress.advance(task, n),
+        )
 
 
 def _import_file(path: Path, unit_of_work: Any, batch: int) -> Any:

@@ -134,3 +134,108 @@ def import_ndjson(
             flush()
     flush()
     return report
+
+
+def _shard_worker(args: tuple[str, str, int, str]) -> ImportReport:
+    """One process's share of a parallel import (its own engine, its own transactions)."""
+    from fhir_gateway.app import unit_of_work_factory
+    from fhir_gateway.db import create_engine_for, session_factory_for
+
+    url, shard_path, batch_size, now_text = args
+    engine = create_engine_for(url, pool_size=1)
+    numbers: list[int] = []
+
+    def lines() -> Iterable[bytes]:
+        with open(shard_path, "rb") as handle:
+            for raw in handle:
+                number, _tab, line = raw.partition(b"\t")
+                numbers.append(int(number))
+                yield line
+
+    try:
+        report = import_ndjson(
+            unit_of_work_factory(session_factory_for(engine)),
+            lines(),
+            now=datetime.fromisoformat(now_text),
+            batch_size=batch_size,
+        )
+    finally:
+        engine.dispose()
+    # Line numbers in the shard are positions in the shard; give back the file's numbers.
+    report.errors = [(numbers[n - 1], reason) for n, reason in report.errors]
+    return report
+
+
+def import_file(
+    url: str,
+    path: str,
+    *,
+    now: datetime,
+    processes: int,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import an NDJSON file with ``processes`` worker processes.
+
+    Lines are dealt to shards by resource type and id, so every version of one resource goes
+    to the same shard and is applied in file order. Lines that are not JSON objects with a
+    type are refused here, with their numbers, before any worker starts.
+    """
+    import concurrent.futures
+    import multiprocessing
+    import tempfile
+    import zlib
+
+    import orjson
+
+    report = ImportReport()
+    shards = max(1, processes) * 4
+    with tempfile.TemporaryDirectory(prefix="carejoin-import-") as folder:
+        paths = [f"{folder}/shard-{i}.ndjson" for i in range(shards)]
+        handles = [open(p, "wb") for p in paths]  # noqa: SIM115 (closed below)
+        sizes = [0] * shards
+        try:
+            with open(path, "rb") as source:
+                for number, raw in enumerate(source, 1):
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    try:
+                        data = orjson.loads(line)
+                        key = f"{data['resourceType']}/{data.get('id', number)}"
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        try:
+                            _parse_line(line)
+                            reason = "The line is not a FHIR resource"
+                        except OutcomeError as exc:
+                            reason = _reason(exc)
+                        report.errors.append((number, reason))
+                        continue
+                    shard = zlib.crc32(key.encode()) % shards
+                    handles[shard].write(str(number).encode() + b"\t" + line + b"\n")
+                    sizes[shard] += 1
+        finally:
+            for handle in handles:
+                handle.close()
+        jobs = [
+            (url, p, batch_size, now.isoformat())
+            for p, size in zip(paths, sizes, strict=True)
+            if size
+        ]
+        with concurrent.futures.ProcessPoolExecutor(
+            max(1, processes), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            futures = {
+                pool.submit(_shard_worker, job): size
+                for job, size in zip(jobs, [s for s in sizes if s], strict=True)
+            }
+            for future in concurrent.futures.as_completed(futures):
+                part = future.result()
+                report.created.update(part.created)
+                report.updated.update(part.updated)
+                report.unchanged.update(part.unchanged)
+                report.errors.extend(part.errors)
+                if progress is not None:
+                    progress(futures[future])
+    report.errors.sort()
+    return report

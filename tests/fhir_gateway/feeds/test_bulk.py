@@ -90,3 +90,28 @@ def test_the_import_command(tmp_path: Path, monkeypatch: Any) -> None:
         assert "1 created" in failed.output
     finally:
         get_settings.cache_clear()
+
+
+def test_a_parallel_import_matches_a_serial_one(tmp_path: Path) -> None:
+    """Worker processes commit, so this runs on a database of its own (both backends)."""
+    from tests.conftest import _postgres_engine, _sqlite_engine
+
+    resources = [fhir.patient(id=f"par-p{i}") for i in range(6)]
+    resources += [fhir.observation(patient_id=f"par-p{i}", id=f"par-o{i}") for i in range(6)]
+    source = tmp_path / "parallel.ndjson"
+    resources_male = fhir.patient(id="par-p0", gender="male")
+    text = lines(*resources, "[1, 2]", resources_male)
+    source.write_text("\n".join(text) + "\n")
+    for make in (_sqlite_engine(tmp_path), _postgres_engine()):
+        with make as engine:
+            url = engine.url.render_as_string(hide_password=False)
+            report = bulk.import_file(url, str(source), now=NOW, processes=2, batch_size=3)
+            assert dict(report.created) == {"Patient": 6, "Observation": 6}
+            assert dict(report.updated) == {"Patient": 1}
+            assert [n for n, _r in report.errors] == [13]
+            # Importing the resources' current state again changes nothing.
+            current = tmp_path / "current.ndjson"
+            current.write_text("\n".join(lines(*resources[1:], resources_male)))
+            again = bulk.import_file(url, str(current), now=NOW, processes=2)
+            assert again.loaded == 0
+            assert sum(again.unchanged.values()) == 12
