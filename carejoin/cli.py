@@ -185,6 +185,41 @@ def _import_file(path: Path, unit_of_work: Any, batch: int) -> Any:
     return report
 
 
+@app.command("import-cld")
+def import_cld(
+    file: Annotated[Path, typer.Argument(help="The council's CLD-shaped extract (CSV).")],
+) -> None:
+    """Load a social care extract: good rows load, bad rows are listed by number, re-loading
+    changes nothing, and events withdrawn since an earlier extract of the period are marked
+    entered-in-error. Exits 1 if any row was refused."""
+    from fhir_gateway.app import unit_of_work_factory
+    from fhir_gateway.feeds import social_care
+
+    if not file.is_file():
+        raise typer.BadParameter(f"{file} is not a file")
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        with file.open(encoding="utf-8-sig", newline="") as handle:
+            report = social_care.load(
+                unit_of_work_factory(session_factory_for(engine)), handle, now=datetime.now(UTC)
+            )
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{file}: {report.rows} rows; {report.loaded} events loaded or changed, "
+        f"{report.unchanged} unchanged, {len(report.withdrawn)} withdrawn, "
+        f"{len(report.errors)} refused"
+    )
+    for period in report.withdrawal_skipped:
+        typer.echo(f"  withdrawals for {period} held back: rows of the extract were refused")
+    for row, reason in report.errors[:50]:
+        typer.echo(f"  row {row}: {reason}", err=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the schema migrations up to REVISION (default: the latest)."""

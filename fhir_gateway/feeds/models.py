@@ -1,9 +1,10 @@
-"""Every HL7 v2 message received: for de-duplication on MSH-10, the dead-letter store and
-replay. Messages are kept as received."""
+"""The feeds' own tables: every HL7 v2 message received (de-duplication on MSH-10, the
+dead-letter store and replay; kept as received), and the events of each social care
+extract (so that a withdrawn event can be marked entered-in-error)."""
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Index, String, Text, UniqueConstraint
+from sqlalchemy import Date, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fhir_gateway.db import Base
@@ -28,3 +29,21 @@ class Hl7Message(Base):
         UniqueConstraint("sender", "control_id"),
         Index("ix_hl7_message_status", "status", "pk"),
     )
+
+
+class CldEventRecord(Base):
+    """Which events each social care extract reported for a period, so that one missing from
+    a later extract for the same period can be withdrawn (entered-in-error)."""
+
+    __tablename__ = "cld_event"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    la: Mapped[str] = mapped_column(String(16))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    event_reference: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("la", "period_start", "period_end", "event_reference"),)
