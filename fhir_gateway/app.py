@@ -25,6 +25,7 @@ from fhir_gateway.identity import handlers as identity_handlers
 from fhir_gateway.outcomes import Issue, OutcomeError, outcome
 from fhir_gateway.rest.feeds import router as feeds_router
 from fhir_gateway.rest.identity import router as identity_router
+from fhir_gateway.rest.record import router as record_router
 from fhir_gateway.rest.router import MEDIA
 from fhir_gateway.rest.router import router as fhir_router
 from fhir_gateway.settings import GatewaySettings
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(fhir_router)
     app.include_router(identity_router)
     app.include_router(feeds_router)
+    app.include_router(record_router)
     _install_error_handlers(app)
     for extension in extensions:
         extension(app)
