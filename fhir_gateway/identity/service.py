@@ -630,6 +630,48 @@ def move(
     )
 
 
+def link(
+    session: Session,
+    patient_id: str,
+    other_patient_id: str,
+    *,
+    steward: str,
+    now: datetime,
+    reason: str,
+) -> str:
+    """A steward files ``patient_id`` under the Person of ``other_patient_id`` (reversible by
+    ``unlink``); returns that Person's id. Refused when the Person would then hold two
+    different verified NHS numbers."""
+    records = {
+        r.patient_id: r
+        for r in session.scalars(
+            select(IdentityRecord)
+            .where(IdentityRecord.patient_id.in_([patient_id, other_patient_id]))
+            .with_for_update()
+        ).all()
+    }
+    for wanted in (patient_id, other_patient_id):
+        if wanted not in records:
+            raise NotFound(f"Patient/{wanted} is not known to identity")
+    record, target = records[patient_id], records[other_patient_id].person_id
+    if record.person_id == target:
+        raise Invalid(f"Patient/{patient_id} already belongs to Person/{target}")
+    verified = frozenset(
+        n
+        for n in session.scalars(
+            select(IdentityRecord.nhs_number).where(
+                IdentityRecord.person_id == target, IdentityRecord.nhs_verified.is_(True)
+            )
+        ).all()
+        if n
+    )
+    held = _held_back(_load(record.features), verified)
+    if held:
+        raise Invalid(f"Patient/{patient_id} cannot join Person/{target}: {held}")
+    move(session, record, target, steward=steward, now=now, reason=reason)
+    return target
+
+
 def unlink(session: Session, patient_id: str, *, steward: str, now: datetime, reason: str) -> str:
     """Take a record out of its Person into a Person of its own; returns the new Person's id."""
     record = session.execute(
@@ -708,6 +750,7 @@ __all__ = [
     "candidates",
     "forget_patient",
     "joined_patients",
+    "link",
     "link_patient",
     "match_patients",
     "open_reviews",

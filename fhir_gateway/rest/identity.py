@@ -1,5 +1,5 @@
 """Identity's steward API: the review queue (with the evidence for each candidate), accept,
-reject, and unlink.
+reject, link two records by hand, and unlink.
 
 Until sign-in exists the steward names themself in the request body; every decision is kept
 (the review row and a Provenance naming the steward) and reversible (unlink, or accept the
@@ -82,6 +82,27 @@ async def reject(request: Request, review_id: int) -> Response:
 
     await run_in_threadpool(work)
     return _json({"review": review_id, "status": "rejected"})
+
+
+@router.post("/link")
+async def link(request: Request) -> Response:
+    body = await _body(request, "patient", "other", "steward", "reason")
+    patient_id = body["patient"].removeprefix("Patient/")
+    other_id = body["other"].removeprefix("Patient/")
+
+    def work() -> str:
+        with _uow(request) as session:
+            return service.link(
+                session,
+                patient_id,
+                other_id,
+                steward=body["steward"],
+                now=datetime.now(UTC),
+                reason=body["reason"],
+            )
+
+    person_id = await run_in_threadpool(work)
+    return _json({"patient": f"Patient/{patient_id}", "person": f"Person/{person_id}"})
 
 
 @router.post("/unlink")

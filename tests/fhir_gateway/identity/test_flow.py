@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from fhir_gateway import events
-from tests.fhir_gateway.identity.test_scoring import NUMBER_A, patient
+from tests.fhir_gateway.identity.test_scoring import NUMBER_A, NUMBER_B, patient
 
 
 def dispatch(app: FastAPI) -> int:
@@ -108,3 +108,59 @@ def test_the_dispatcher_marks_events_processed(
     dispatch(app)
     with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
         assert events.pending(session) == 0
+
+
+def test_steward_links_by_hand_and_the_rule_on_verified_numbers_holds(
+    app: FastAPI, client: TestClient
+) -> None:
+    put_patient(client, "gp1-hand", "urn:ods:Z90001", family="Clarke", given="Jane")
+    put_patient(client, "asc-hand", "urn:ods:Z9C01", family="Okafor", given="Adaeze")
+    dispatch(app)
+    assert persons_linking(client, "gp1-hand") != persons_linking(client, "asc-hand")
+    body = {
+        "patient": "Patient/asc-hand",
+        "other": "Patient/gp1-hand",
+        "steward": "s1",
+        "reason": "known to team",
+    }
+    linked = client.post("/identity/link", json=body)
+    assert linked.status_code == 200, linked.text
+    (person,) = persons_linking(client, "gp1-hand")
+    assert {link["target"]["reference"] for link in person["link"]} == {
+        "Patient/gp1-hand",
+        "Patient/asc-hand",
+    }
+    assert client.post("/identity/link", json=body).status_code == 400  # already linked
+    # A Person never holds two different verified NHS numbers, even by hand.
+    put_patient(
+        client,
+        "gp1-va",
+        "urn:ods:Z90001",
+        nhs_number=NUMBER_A,
+        verified=True,
+        family="Aaa",
+        given="Bbb",
+        birth="1950-01-01",
+    )
+    put_patient(
+        client,
+        "gp1-vb",
+        "urn:ods:Z90002",
+        nhs_number=NUMBER_B,
+        verified=True,
+        family="Ccc",
+        given="Ddd",
+        birth="1960-01-01",
+    )
+    dispatch(app)
+    refused = client.post(
+        "/identity/link",
+        json={"patient": "gp1-va", "other": "gp1-vb", "steward": "s1", "reason": "sure"},
+    )
+    assert refused.status_code == 400
+    assert "verified NHS number" in refused.json()["issue"][0]["diagnostics"]
+    unknown = client.post(
+        "/identity/link",
+        json={"patient": "nobody", "other": "gp1-vb", "steward": "s1", "reason": "x"},
+    )
+    assert unknown.status_code == 404
