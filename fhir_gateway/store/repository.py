@@ -296,10 +296,15 @@ def _insert_index_rows(session: Session, writes: Sequence[PendingWrite]) -> None
         bulk_insert(session, table, _INDEX_COLUMNS[table.name], rows)
 
 
+# Below this many rows a multi-row INSERT costs less than setting up a COPY.
+COPY_THRESHOLD = 32
+
+
 def bulk_insert(
     session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany on SQLite.
+    """Insert rows in the session's transaction: COPY on PostgreSQL for many rows, otherwise
+    an executemany INSERT.
 
     A bundle of 100 resources carries a few thousand index rows; COPY sends them as one
     stream instead of one INSERT execution per row.
@@ -307,7 +312,7 @@ def bulk_insert(
     if not rows:
         return
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         names = ", ".join(columns)
         with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
