@@ -220,6 +220,40 @@ def import_cld(
         raise typer.Exit(1)
 
 
+@app.command("link")
+def link_population() -> None:
+    """Link every source Patient identity has not filed yet, all at once (initial loads)."""
+    from fhir_gateway.identity import batch
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    factory = session_factory_for(engine)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        ) as progress:
+            tasks: dict[str, Any] = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(f"Identity: {stage}", total=total)
+                progress.update(tasks[stage], completed=done, total=total)
+
+            result = batch.link_all(factory, now=datetime.now(UTC), progress=report)
+    finally:
+        engine.dispose()
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
+    typer.echo(
+        f"{result.records} source patients filed: {result.persons_created} new persons, "
+        f"{result.links} links, {result.reviews} candidates for review "
+        f"({result.pairs_scored} pairs scored; {timing})"
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the schema migrations up to REVISION (default: the latest)."""

@@ -1,0 +1,343 @@
+"""Linking a whole population at once (``carejoin link``): the initial load of a source, or
+of all sources, without one matching round per record.
+
+The same rules as ``service.link_patient``, applied to all records together:
+
+1. every Patient identity has not filed yet is read and its demographics normalised;
+2. candidate pairs are those sharing a blocking key, with the records already filed too;
+3. each pair is decided by ``scoring.decide``;
+4. links are applied strongest first with union-find, and a union that would put two
+   different verified NHS numbers in one Person, or join two Persons that already exist, is
+   not made: that pair goes to review instead, as do the pairs in the review band whose
+   records end up apart;
+5. Persons, a Provenance per link (with its evidence), identity's records, blocking keys and
+   reviews are written in batches.
+
+Records already filed keep their Person; new records join it when they link to it.
+"""
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fhir_gateway.identity import blocking
+from fhir_gateway.identity.demographics import Demographics, from_patient
+from fhir_gateway.identity.models import IdentityBlockKey, IdentityRecord, IdentityReview
+from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, decide
+from fhir_gateway.identity.service import (
+    MATCHER,
+    _dump,
+    _load,
+    _person_resource,
+    _provenance,
+    _write_person,
+)
+from fhir_gateway.store import repository, service
+from fhir_gateway.store.models import ResourceRow
+
+
+@dataclass
+class BatchReport:
+    records: int = 0
+    persons_created: int = 0
+    links: int = 0
+    reviews: int = 0
+    pairs_scored: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Record:
+    patient_id: str
+    features: Demographics
+    source: str | None
+    name: Any = None
+    person_id: str | None = None
+    pk: int | None = None
+    filed: bool = False  # filed before this run: keeps its Person
+
+
+class _Clusters:
+    """Union-find whose sets remember their verified NHS numbers and existing Person."""
+
+    def __init__(self, records: list[_Record]):
+        self.parent = list(range(len(records)))
+        self.verified: list[set[str]] = [
+            {r.features.nhs.value} if r.features.nhs and r.features.nhs.verified else set()
+            for r in records
+        ]
+        self.person: list[set[str]] = [{r.person_id} if r.person_id else set() for r in records]
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> str | None:
+        """Join the sets of ``a`` and ``b``; the reason it must not, if any."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return None
+        if len(self.verified[ra] | self.verified[rb]) > 1:
+            return "the Person would hold two different verified NHS numbers"
+        if len(self.person[ra] | self.person[rb]) > 1:
+            return "it would join two existing Persons"
+        self.parent[rb] = ra
+        self.verified[ra] |= self.verified[rb]
+        self.person[ra] |= self.person[rb]
+        return None
+
+
+def _load_records(session: Session) -> tuple[list[_Record], int]:
+    filed = session.execute(
+        select(IdentityRecord.patient_id, IdentityRecord.features, IdentityRecord.person_id)
+    ).all()
+    records = [
+        _Record(r.patient_id, _load(r.features), None, person_id=r.person_id, filed=True)
+        for r in filed
+    ]
+    known = {r.patient_id for r in records}
+    new = 0
+    for row in session.execute(
+        select(ResourceRow.resource_id, ResourceRow.body).where(
+            ResourceRow.resource_type == "Patient", ResourceRow.deleted.is_(False)
+        )
+    ):
+        if row.resource_id in known or row.body is None:
+            continue
+        body = orjson.loads(row.body)
+        records.append(
+            _Record(
+                row.resource_id,
+                from_patient(body),
+                (body.get("meta") or {}).get("source"),
+                name=body.get("name"),
+            )
+        )
+        new += 1
+    return records, new
+
+
+def link_all(
+    factory: sessionmaker[Session],
+    *,
+    now: datetime,
+    model: MatchModel = DEFAULT_MODEL,
+    write_batch: int = 1000,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BatchReport:
+    import time
+
+    report = BatchReport()
+    clock = time.perf_counter()
+    with factory.begin() as session:
+        records, new_count = _load_records(session)
+    report.records = new_count
+    report.seconds["read"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    index: dict[str, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        for key in blocking.stored_keys(record.features):
+            index[key].append(i)
+    pairs: list[tuple[float, int, int, Match]] = []
+    for i, record in enumerate(records):
+        if record.filed:
+            continue  # filed records are only ever the other side of a pair
+        others: set[int] = set()
+        for key in blocking.probe_keys(record.features):
+            others.update(index.get(key, ()))
+        for j in others:
+            if j == i or (not records[j].filed and j > i):
+                continue  # each new-new pair once (from its later record)
+            match = decide(record.features, records[j].features, model)
+            report.pairs_scored += 1
+            if match.decision != "no-link":
+                pairs.append((match.weight, i, j, match))
+        if progress is not None and i % 5000 == 0:
+            progress("scoring", i, len(records))
+    report.seconds["score"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    clusters = _Clusters(records)
+    joined_by: dict[int, Match] = {}
+    held: list[tuple[int, int, Match, str]] = []
+    pairs.sort(key=lambda p: p[0], reverse=True)
+    for _weight, i, j, match in pairs:
+        if match.decision != "link":
+            continue
+        reason = clusters.union(i, j)
+        if reason is not None:
+            held.append((i, j, match, reason))
+        elif i not in joined_by and not records[i].filed:
+            joined_by[i] = match
+        elif j not in joined_by and not records[j].filed:
+            joined_by[j] = match
+    reviews = [
+        (i, j, match, "; ".join(match.reasons))
+        for _w, i, j, match in pairs
+        if match.decision == "review" and clusters.find(i) != clusters.find(j)
+    ]
+    reviews += [(i, j, m, r) for i, j, m, r in held if clusters.find(i) != clusters.find(j)]
+    report.seconds["cluster"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    _write(
+        factory,
+        records,
+        clusters,
+        joined_by,
+        reviews,
+        report,
+        now=now,
+        batch=write_batch,
+        progress=progress,
+    )
+    report.seconds["write"] = time.perf_counter() - clock
+    return report
+
+
+def _write(
+    factory: sessionmaker[Session],
+    records: list[_Record],
+    clusters: _Clusters,
+    joined_by: dict[int, Match],
+    reviews: list[tuple[int, int, Match, str]],
+    report: BatchReport,
+    *,
+    now: datetime,
+    batch: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(records)):
+        members[clusters.find(i)].append(i)
+    existing_touched: set[str] = set()
+    new_persons: list[tuple[str, list[int]]] = []
+    for root, group in members.items():
+        person = next(iter(clusters.person[root]), None)
+        if person is None:
+            person = service.new_id()
+            new_persons.append((person, group))
+            report.persons_created += 1
+        elif any(not records[i].filed for i in group):
+            existing_touched.add(person)
+        for i in group:
+            if not records[i].filed:
+                records[i].person_id = person
+    new_indices = [i for i, r in enumerate(records) if not r.filed]
+
+    # identity's records and blocking keys
+    for start in range(0, len(new_indices), batch):
+        chunk = new_indices[start : start + batch]
+        with factory.begin() as session:
+            rows = []
+            for i in chunk:
+                record = records[i]
+                founder = i not in joined_by
+                row = IdentityRecord(
+                    patient_id=record.patient_id,
+                    person_id=record.person_id,
+                    source=str(record.source)[:255] if record.source else None,
+                    nhs_number=record.features.nhs.value if record.features.nhs else None,
+                    nhs_verified=bool(record.features.nhs and record.features.nhs.verified),
+                    assurance="level4" if founder else joined_by[i].assurance,
+                    features=_dump(record.features),
+                    updated_at=now,
+                )
+                rows.append(row)
+            session.add_all(rows)
+            session.flush()
+            keys: list[tuple[Any, ...]] = []
+            for i, row in zip(chunk, rows, strict=True):
+                records[i].pk = row.pk
+                keys.extend((k[:128], row.pk) for k in blocking.stored_keys(records[i].features))
+            repository.bulk_insert(
+                session,
+                IdentityBlockKey.__table__,  # type: ignore[arg-type]
+                ("key", "record_pk"),
+                keys,
+            )
+        if progress is not None:
+            progress("records", start + len(chunk), len(new_indices))
+
+    # Persons made in this run, and a Provenance for every record that joined by a link
+    resources: list[dict[str, Any]] = []
+    for person, group in new_persons:
+        best = min(group, key=lambda i: (not _verified(records[i]), i))
+        links = [
+            (records[i].patient_id, "level4" if i not in joined_by else joined_by[i].assurance)
+            for i in group
+        ]
+        resource = _person_resource(person, links, records[best].features)
+        if records[best].name:
+            resource["name"] = records[best].name
+        resources.append(resource)
+    for i, match in joined_by.items():
+        record = records[i]
+        report.links += 1
+        resources.append(
+            _provenance(
+                person_id=str(record.person_id),
+                patient_id=record.patient_id,
+                now=now,
+                activity="link",
+                who=MATCHER,
+                reason="; ".join(match.reasons) or "demographics and identifiers agree",
+                match=match,
+            )
+        )
+    for start in range(0, len(resources), batch):
+        part = resources[start : start + batch]
+        with factory.begin() as session:
+            writes = [
+                service.prepare_write(
+                    r,
+                    resource_id=str(r.get("id") or service.new_id()),
+                    version_id=1,
+                    now=now,
+                    method="PUT" if r.get("id") else "POST",
+                    existing_pk=None,
+                )
+                for r in part
+            ]
+            service.write(session, writes)
+        if progress is not None:
+            progress("persons", start + len(part), len(resources))
+    with factory.begin() as session:
+        for person in existing_touched:
+            _write_person(session, person, now)
+        filed_pks = {
+            r.patient_id: r.pk
+            for r in session.execute(select(IdentityRecord.patient_id, IdentityRecord.pk))
+        }
+        for i, j, match, reason in reviews:
+            newer, other = (j, i) if records[i].filed else (i, j)
+            record_pk = filed_pks.get(records[newer].patient_id)
+            if record_pk is None:
+                continue
+            session.add(
+                IdentityReview(
+                    record_pk=record_pk,
+                    person_id=str(records[other].person_id),
+                    weight=match.weight,
+                    probability=match.probability,
+                    evidence=json.dumps([asdict(e) for e in match.evidence]),
+                    reasons=json.dumps([x for x in (reason,) if x]),
+                    status="open",
+                    created_at=now,
+                )
+            )
+            report.reviews += 1
+
+
+def _verified(record: _Record) -> bool:
+    return record.features.nhs is not None and record.features.nhs.verified

@@ -1,0 +1,94 @@
+"""Linking a whole population at once gives what the rules say, on both databases."""
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fhir_gateway.identity import batch
+from fhir_gateway.identity import service as identity
+from fhir_gateway.identity.models import IdentityRecord, IdentityReview
+from fhir_gateway.store import service
+from tests.fhir_gateway.identity.test_scoring import NUMBER_A, NUMBER_B
+from tests.fhir_gateway.identity.test_service import NOW, source_patient
+
+
+def _factory(connection: Connection) -> sessionmaker[Session]:
+    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+
+
+def _store(factory: sessionmaker[Session], *patients: dict[str, Any]) -> None:
+    with factory.begin() as session:
+        for patient in patients:
+            service.update(session, "Patient", patient["id"], patient, now=NOW)
+
+
+def _person(factory: sessionmaker[Session], patient_id: str) -> str | None:
+    with factory.begin() as session:
+        return identity.person_of(session, patient_id)
+
+
+def test_batch_linking_follows_the_rules(connection: Connection) -> None:
+    factory = _factory(connection)
+    _store(
+        factory,
+        source_patient("gp-b1", "urn:ods:Z90001", nhs_number=NUMBER_A, verified=True),
+        source_patient("rh-b1", "urn:ods:Z9H", nhs_number=NUMBER_A, verified=True, given="Ada"),
+        source_patient("asc-b1", "urn:ods:Z9C01"),  # no NHS number: demographics link it
+        # twins at the same address
+        source_patient("gp-t1", "urn:ods:Z90002", family="Hughes", given="Amy", birth="1990-02-02"),
+        source_patient(
+            "gp-t2", "urn:ods:Z90002", family="Hughes", given="Beth", birth="1990-02-02"
+        ),
+        # a baby carrying the parent's verified number
+        source_patient(
+            "rh-baby",
+            "urn:ods:Z9H",
+            nhs_number=NUMBER_A,
+            verified=True,
+            given="Chidi",
+            birth="2026-10-30",
+        ),
+        # the same demographics under another verified number (two people by the index)
+        source_patient("gp-x", "urn:ods:Z90003", nhs_number=NUMBER_B, verified=True),
+    )
+    report = batch.link_all(factory, now=NOW)
+    assert report.records == 7
+    joined = _person(factory, "gp-b1")
+    assert _person(factory, "rh-b1") == joined
+    assert _person(factory, "asc-b1") == joined
+    assert _person(factory, "gp-t1") != _person(factory, "gp-t2")
+    assert _person(factory, "rh-baby") != joined
+    assert _person(factory, "gp-x") != joined
+    with factory.begin() as session:
+        reviewed = {
+            row.patient_id
+            for row in session.execute(
+                select(IdentityRecord.patient_id)
+                .join(IdentityReview, IdentityReview.record_pk == IdentityRecord.pk)
+                .where(IdentityReview.status == "open")
+            )
+        }
+        persons = session.scalar(select(func.count(func.distinct(IdentityRecord.person_id))))
+    assert {"rh-baby", "gp-x"} <= reviewed
+    assert persons == report.persons_created == 5
+    assert report.links == 2
+    with factory.begin() as session:
+        assert set(identity.patients_of(session, str(joined))) == {"gp-b1", "rh-b1", "asc-b1"}
+
+
+def test_batch_links_new_records_to_persons_filed_before(connection: Connection) -> None:
+    factory = _factory(connection)
+    earlier = source_patient("gp-e1", "urn:ods:Z90001", nhs_number=NUMBER_A, verified=True)
+    _store(factory, earlier)
+    with factory.begin() as session:
+        person = identity.link_patient(session, earlier, now=NOW).person_id
+    _store(factory, source_patient("rh-e1", "urn:ods:Z9H", nhs_number=NUMBER_A, verified=True))
+    report = batch.link_all(factory, now=NOW)
+    assert report.records == 1
+    assert report.persons_created == 0
+    assert _person(factory, "rh-e1") == person
+    with factory.begin() as session:
+        assert set(identity.patients_of(session, person)) == {"gp-e1", "rh-e1"}
+    # Nothing left to do the second time.
+    assert batch.link_all(factory, now=NOW).records == 0
