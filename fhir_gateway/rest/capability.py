@@ -8,6 +8,7 @@ from typing import Any
 
 from fhir_gateway.search.model import ParamType
 from fhir_gateway.search.registry import SEARCH_PARAMS
+from fhir_gateway.store.refile import REFILABLE_TYPES
 
 INTERACTIONS = (
     "read",
@@ -54,6 +55,18 @@ def capability_statement(*, base_url: str, software_version: str) -> dict[str, A
             }
         )
     for resource in resources:
+        if resource["type"] in REFILABLE_TYPES:
+            resource["operation"] = [
+                {
+                    "name": "refile",
+                    "definition": "https://carejoin.example/fhir/OperationDefinition/refile",
+                    "documentation": (
+                        "Correct a record filed against the wrong patient: it is marked "
+                        "entered-in-error, a copy is filed against the right patient, and a "
+                        "Provenance names who, when and why (Parameters: patient, reason, steward)."
+                    ),
+                }
+            ]
         if resource["type"] == "Patient":
             resource["operation"] = [
                 {

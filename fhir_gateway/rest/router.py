@@ -37,7 +37,7 @@ from fhir_gateway.rest.http import (
 from fhir_gateway.search.dates import InvalidDate, parse_range
 from fhir_gateway.search.params import SearchError, parse_search
 from fhir_gateway.search.registry import SUPPORTED_TYPES
-from fhir_gateway.store import repository, service, transaction
+from fhir_gateway.store import refile, repository, service, transaction
 from fhir_gateway.store.everything import everything
 from fhir_gateway.store.reads import ResourceReader
 from fhir_gateway.store.repository import StoredResource
@@ -161,6 +161,54 @@ def system_history(request: Request) -> Response:
 @router.get("/{resource_type}/_history")
 def type_history(request: Request, resource_type: str) -> Response:
     return _history(request, _type(resource_type), None)
+
+
+@router.post("/{resource_type}/{resource_id}/$refile")
+async def refile_resource(request: Request, resource_type: str, resource_id: str) -> Response:
+    """Correct a record filed against the wrong patient (see ``store.refile``)."""
+    check_accept(request)
+    resource_type = _type(resource_type)
+    data = await _resource_body(request)
+    if data.get("resourceType") != "Parameters":
+        raise Invalid("$refile takes a Parameters resource")
+    values: dict[str, Any] = {}
+    for parameter in data.get("parameter") or ():
+        if isinstance(parameter, dict) and parameter.get("name") in (
+            "patient",
+            "reason",
+            "steward",
+        ):
+            values[parameter["name"]] = (
+                parameter.get("valueReference", {}).get("reference")
+                if parameter["name"] == "patient"
+                else parameter.get("valueString")
+            )
+    for name in ("patient", "reason", "steward"):
+        if not isinstance(values.get(name), str) or not values[name].strip():
+            raise Invalid(f"$refile needs the parameter '{name}'")
+    patient_id = str(values["patient"]).removeprefix("Patient/")
+
+    def work() -> tuple[str, str]:
+        with _uow(request) as session:
+            return refile.refile(
+                session,
+                resource_type,
+                resource_id,
+                patient_id=patient_id,
+                steward=values["steward"],
+                reason=values["reason"],
+                now=_now(),
+            )
+
+    new_id, provenance_id = await run_in_threadpool(work)
+    result = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "corrected", "valueReference": {"reference": f"{resource_type}/{new_id}"}},
+            {"name": "provenance", "valueReference": {"reference": f"Provenance/{provenance_id}"}},
+        ],
+    }
+    return fhir_response(dumps(result))
 
 
 MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
