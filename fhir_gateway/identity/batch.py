@@ -126,22 +126,23 @@ def _load_records(session: Session) -> tuple[list[_Record], int]:
     return records, new
 
 
-def link_all(
-    factory: sessionmaker[Session],
-    *,
-    now: datetime,
-    model: MatchModel = DEFAULT_MODEL,
-    write_batch: int = 1000,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> BatchReport:
-    import time
+@dataclass
+class Plan:
+    clusters: "_Clusters"
+    joined_by: dict[int, Match]
+    reviews: list[tuple[int, int, Match, str]]
+    pairs_scored: int
+    score_seconds: float
 
-    report = BatchReport()
-    clock = time.perf_counter()
-    with factory.begin() as session:
-        records, new_count = _load_records(session)
-    report.records = new_count
-    report.seconds["read"] = time.perf_counter() - clock
+
+def plan_links(
+    records: list[_Record],
+    *,
+    model: MatchModel = DEFAULT_MODEL,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Plan:
+    """Decide every candidate pair and cluster the records (in memory, no database)."""
+    import time
 
     clock = time.perf_counter()
     index: dict[str, list[int]] = defaultdict(list)
@@ -149,6 +150,7 @@ def link_all(
         for key in blocking.stored_keys(record.features):
             index[key].append(i)
     pairs: list[tuple[float, int, int, Match]] = []
+    scored = 0
     for i, record in enumerate(records):
         if record.filed:
             continue  # filed records are only ever the other side of a pair
@@ -159,14 +161,13 @@ def link_all(
             if j == i or (not records[j].filed and j > i):
                 continue  # each new-new pair once (from its later record)
             match = decide(record.features, records[j].features, model)
-            report.pairs_scored += 1
+            scored += 1
             if match.decision != "no-link":
                 pairs.append((match.weight, i, j, match))
         if progress is not None and i % 5000 == 0:
             progress("scoring", i, len(records))
-    report.seconds["score"] = time.perf_counter() - clock
+    score_seconds = time.perf_counter() - clock
 
-    clock = time.perf_counter()
     clusters = _Clusters(records)
     joined_by: dict[int, Match] = {}
     held: list[tuple[int, int, Match, str]] = []
@@ -187,7 +188,45 @@ def link_all(
         if match.decision == "review" and clusters.find(i) != clusters.find(j)
     ]
     reviews += [(i, j, m, r) for i, j, m, r in held if clusters.find(i) != clusters.find(j)]
-    report.seconds["cluster"] = time.perf_counter() - clock
+    return Plan(clusters, joined_by, reviews, scored, score_seconds)
+
+
+def records_from_patients(patients: list[dict[str, Any]]) -> list[_Record]:
+    """Unfiled records for ``plan_links`` from Patient resources (benchmarks, tests)."""
+    return [
+        _Record(
+            str(p["id"]),
+            from_patient(p),
+            (p.get("meta") or {}).get("source"),
+            name=p.get("name"),
+        )
+        for p in patients
+    ]
+
+
+def link_all(
+    factory: sessionmaker[Session],
+    *,
+    now: datetime,
+    model: MatchModel = DEFAULT_MODEL,
+    write_batch: int = 1000,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BatchReport:
+    import time
+
+    report = BatchReport()
+    clock = time.perf_counter()
+    with factory.begin() as session:
+        records, new_count = _load_records(session)
+    report.records = new_count
+    report.seconds["read"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    plan = plan_links(records, model=model, progress=progress)
+    report.pairs_scored = plan.pairs_scored
+    report.seconds["score"] = plan.score_seconds
+    report.seconds["cluster"] = time.perf_counter() - clock - plan.score_seconds
+    clusters, joined_by, reviews = plan.clusters, plan.joined_by, plan.reviews
 
     clock = time.perf_counter()
     _write(

@@ -247,3 +247,11 @@ def test_evidence_explains_every_compared_field() -> None:
     }
     total = scoring.DEFAULT_MODEL.prior_weight + sum(e.weight for e in match.evidence)
     assert match.weight == pytest.approx(total)
+
+
+def test_the_same_unverified_number_on_someone_born_years_apart_is_reviewed() -> None:
+    parent = d(nhs_number=NUMBER_A)
+    baby = d(nhs_number=NUMBER_A, given="Chidi", birth="2026-10-30")
+    match = scoring.decide(parent, baby)
+    assert match.decision == "review"
+    assert any("years apart" in reason for reason in match.reasons)
