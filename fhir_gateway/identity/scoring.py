@@ -287,9 +287,11 @@ def decide(a: Demographics, b: Demographics, model: MatchModel = DEFAULT_MODEL) 
             reasons.append("different verified NHS numbers: never linked automatically")
         else:
             decision = "no-link"
-    if decision == "link" and levels.get("nhs_number") == "exact" and levels.get(
-        "birth_date"
-    ) == "different":
+    if (
+        decision == "link"
+        and levels.get("nhs_number") == "exact"
+        and levels.get("birth_date") == "different"
+    ):
         # The same number on a record born years apart: a baby given a parent's number, or a
         # number on the wrong record. Verified or not, a human decides.
         decision = "review"
