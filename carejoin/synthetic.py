@@ -26,6 +26,12 @@ from typing import Any
 
 from nhs_number.validate import calculate_checksum
 
+from fhir_gateway.feeds.hl7v2 import (
+    ADMISSION_METHOD_EXTENSION,
+    ADMISSION_METHOD_SYSTEM,
+    ADMISSION_METHODS,
+)
+
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 SDS_SYSTEM = "https://fhir.nhs.uk/Id/sds-user-id"
@@ -387,6 +393,36 @@ def _valid_nhs_suffixes() -> tuple[int, ...]:
     return tuple(valid)
 
 
+def _admission_method(code: str) -> dict[str, Any]:
+    """UK Core's admission method extension and the matching Encounter.priority, as the
+    hospital's HL7 v2 feed maps them (``fhir_gateway.feeds.hl7v2``)."""
+    emergency = code.startswith("2")
+    return {
+        "extension": [
+            {
+                "url": ADMISSION_METHOD_EXTENSION,
+                "valueCodeableConcept": {
+                    "coding": [
+                        {
+                            "system": ADMISSION_METHOD_SYSTEM,
+                            "code": code,
+                            "display": ADMISSION_METHODS[code],
+                        }
+                    ]
+                },
+            }
+        ],
+        "priority": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority",
+                    "code": "EM" if emergency else "EL",
+                }
+            ]
+        },
+    }
+
+
 def nhs_number_for(index: int, seed: int) -> str:
     """A valid test-range NHS number, unique for each person index below ~900,000."""
     valid = _valid_nhs_suffixes()
@@ -651,6 +687,12 @@ class _Person:
             arrived = self._date(3)
             days = 0 if emergency_only else max(1, int(rng.expovariate(1 / 6)))
             encounter_id = f"{prefix}-{self.key}-e{s}"
+            # NHS Data Dictionary admission method: mostly emergency (via A&E or the GP),
+            # some elective (from the waiting list, booked).
+            method = rng.choices(["21", "22", "11", "12"], [55, 15, 20, 10])[0]
+            admission_text = (
+                "Emergency admission" if method.startswith("2") else "Elective admission"
+            )
             out.append(
                 {
                     "resourceType": "Encounter",
@@ -662,9 +704,8 @@ class _Person:
                         "code": "EMER" if emergency_only else "IMP",
                         "display": "emergency" if emergency_only else "inpatient encounter",
                     },
-                    "type": [
-                        {"text": "A&E attendance" if emergency_only else "Emergency admission"}
-                    ],
+                    "type": [{"text": "A&E attendance" if emergency_only else admission_text}],
+                    **({} if emergency_only else _admission_method(method)),
                     "subject": subject,
                     "period": {
                         "start": f"{arrived.isoformat()}T14:00:00Z",

@@ -82,3 +82,22 @@ def test_mistype_changes_the_number() -> None:
         assert typo != number
         assert typo.startswith("999")
         assert len(typo) == 10
+
+
+def test_hospital_admissions_carry_their_admission_method() -> None:
+    from carejoin.synthetic import person_bundles
+
+    admissions = [
+        entry["resource"]
+        for _source, bundle in person_bundles(people=300, start=0, stop=300)
+        for entry in bundle["entry"]
+        if entry["resource"]["resourceType"] == "Encounter"
+        and entry["resource"]["class"]["code"] == "IMP"
+    ]
+    assert admissions
+    priorities = {a["priority"]["coding"][0]["code"] for a in admissions}
+    assert priorities == {"EM", "EL"}
+    for admission in admissions:
+        (extension,) = admission["extension"]
+        code = extension["valueCodeableConcept"]["coding"][0]["code"]
+        assert (code.startswith("2")) == (admission["priority"]["coding"][0]["code"] == "EM")
