@@ -287,15 +287,12 @@ def decide(a: Demographics, b: Demographics, model: MatchModel = DEFAULT_MODEL) 
             reasons.append("different verified NHS numbers: never linked automatically")
         else:
             decision = "no-link"
-    if (
-        decision == "link"
-        and levels.get("nhs_number") == "exact"
-        and levels.get("birth_date") == "different"
-    ):
-        # The same number on a record born years apart: a baby given a parent's number, or a
-        # number on the wrong record. Verified or not, a human decides.
+    if decision == "link" and levels.get("birth_date") == "different":
+        # Birth dates that differ beyond a typing error: a parent and a child of the same name
+        # at one address, a baby given a parent's number, a number on the wrong record. Verified
+        # or not, with or without an NHS number, a human decides.
         decision = "review"
-        reasons.append("same NHS number but birth dates years apart")
+        reasons.append("birth dates differ by more than a typing error")
     if decision == "link" and levels.get("nhs_number") != "exact" and conflicts == ["sex"]:
         decision = "review"
         reasons.append("sex conflicts and no NHS number agrees")

@@ -254,4 +254,10 @@ def test_the_same_unverified_number_on_someone_born_years_apart_is_reviewed() ->
     baby = d(nhs_number=NUMBER_A, given="Chidi", birth="2026-10-30")
     match = scoring.decide(parent, baby)
     assert match.decision == "review"
-    assert any("years apart" in reason for reason in match.reasons)
+    assert any("birth dates differ" in reason for reason in match.reasons)
+
+
+def test_a_parent_and_child_of_the_same_name_at_one_address_are_not_linked() -> None:
+    parent = d(given="Olivia", family="Smith", birth="1951-11-16", phone="01134960000")
+    child = d(given="Olivia", family="Smith", birth="1985-06-26", phone="01134960000")
+    assert scoring.decide(parent, child).decision != "link"
