@@ -128,10 +128,16 @@ _nicknames = NickNamer()
 
 
 def _nickname_of(a: str, b: str) -> bool:
-    return (
-        b in _nicknames.nicknames_of(a)
-        or a in _nicknames.nicknames_of(b)
-        or bool(_nicknames.canonicals_of(a) & _nicknames.canonicals_of(b))
+    """One is a short form of the other (Bill, William), or both are short forms of one
+    name (Bill, Will). The data set also lists some full names as "canonical" forms of other
+    full names through a shared short form (Robert and William both give Bill): a shared
+    canonical counts only when it is the fuller name of the two."""
+    if b in _nicknames.nicknames_of(a) or a in _nicknames.nicknames_of(b):
+        return True
+    size_a, size_b = len(_nicknames.nicknames_of(a)), len(_nicknames.nicknames_of(b))
+    return any(
+        len(_nicknames.nicknames_of(c)) > max(size_a, size_b)
+        for c in _nicknames.canonicals_of(a) & _nicknames.canonicals_of(b)
     )
 
 

@@ -261,3 +261,18 @@ def test_a_parent_and_child_of_the_same_name_at_one_address_are_not_linked() -> 
     parent = d(given="Olivia", family="Smith", birth="1951-11-16", phone="01134960000")
     child = d(given="Olivia", family="Smith", birth="1985-06-26", phone="01134960000")
     assert scoring.decide(parent, child).decision != "link"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "related"),
+    [
+        ("William", "Bill", True),
+        ("Bill", "Will", True),
+        ("Margaret", "Peggy", True),
+        ("Robert", "William", False),  # both give "Bill", but they are two names
+        ("Olivia", "Amelia", False),
+    ],
+)
+def test_nicknames(a: str, b: str, related: bool) -> None:
+    level = scoring.compare_given(d(given=a), d(given=b))
+    assert (level == "nickname") is related
