@@ -282,9 +282,7 @@ def decide(a: Demographics, b: Demographics, model: MatchModel = DEFAULT_MODEL) 
     reasons: list[str] = []
     if decision == "link" and _twins(levels):
         decision = "review"
-        reasons.append(
-            "same birth date, family name and address but different given names (twins?)"
-        )
+        reasons.append("different first names and no agreeing NHS number (twins or a household?)")
     if both_verified and levels.get("nhs_number") == "different":
         # Two people by the national index. Only demographics strong enough to link despite
         # the numbers disagreeing (a re-issued number?) are worth a human's time.
@@ -309,11 +307,17 @@ def decide(a: Demographics, b: Demographics, model: MatchModel = DEFAULT_MODEL) 
 
 
 def _twins(levels: Mapping[str, str]) -> bool:
+    """Twins, or siblings of one household: no agreeing NHS number, birth dates equal (or a
+    typing error apart), family names that agree (or nearly), and first names that are not
+    the same name; or first names that are simply different."""
+    if levels.get("nhs_number") == "exact":
+        return False
+    if levels.get("given_name") == "different":
+        return True
     return (
-        levels.get("nhs_number") != "exact"
-        and levels.get("birth_date") == "exact"
-        and levels.get("family_name") in ("exact", "other_name")
+        levels.get("birth_date") in ("exact", "typo")
+        and levels.get("family_name") in ("exact", "other_name", "similar")
         # "similar" (Jaro-Winkler >= 0.90) is left out: it is far more often a typing error
         # in one name than twins with near-identical names.
-        and levels.get("given_name") in ("different", "initial")
+        and levels.get("given_name") == "initial"
     )
