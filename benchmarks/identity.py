@@ -16,33 +16,19 @@ import statistics
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from itertools import combinations
 
 import orjson
 import psycopg
 from sqlalchemy import text
 
 from benchmarks.common import bench_url, machine
+from benchmarks.identity_accuracy import _pairs, _prf
 from fhir_gateway import migrate
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.identity import batch
 from fhir_gateway.identity import service as identity
 
 SYNTHETIC_ID = re.compile(r"^(?:gp\d|rh|asc)-(\d+)$")
-
-
-def _pairs(groups: dict[str, set[str]]) -> set[tuple[str, str]]:
-    return {pair for g in groups.values() for pair in combinations(sorted(g), 2)}
-
-
-def _scores(
-    truth: set[tuple[str, str]], predicted: set[tuple[str, str]]
-) -> tuple[float, float, float]:
-    tp = len(truth & predicted)
-    precision = tp / len(predicted) if predicted else 1.0
-    recall = tp / len(truth) if truth else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
 
 
 def main() -> None:
@@ -83,9 +69,9 @@ def main() -> None:
     true_pairs = _pairs(truth)
     figures["records"] = sum(len(g) for g in truth.values())
     figures["true_pairs"] = len(true_pairs)
-    p, r, f = _scores(true_pairs, _pairs(predicted))
+    p, r, f = _prf(true_pairs, _pairs(predicted))
     figures.update({"precision": p, "recall": r, "f1": f})
-    p, r, f = _scores(true_pairs, _pairs(by_nhs))
+    p, r, f = _prf(true_pairs, _pairs(by_nhs))
     figures.update({"nhs_only_precision": p, "nhs_only_recall": r, "nhs_only_f1": f})
 
     with engine.connect() as conn:

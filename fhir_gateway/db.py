@@ -5,8 +5,8 @@ code. Nothing connects at import time: ``create_engine_for`` is called by the ap
 the CLI and Alembic's env.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+"""Opens one transaction (a Session) and commits it when the block ends normally."""
 
 
 class Base(DeclarativeBase):

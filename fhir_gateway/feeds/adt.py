@@ -17,8 +17,6 @@ applied in the order sent). For each message:
 
 import re
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +25,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fhir_gateway.db import UnitOfWork
 from fhir_gateway.feeds import hl7v2
 from fhir_gateway.feeds.hl7v2 import AdtEvent, Header, Hl7Error
 from fhir_gateway.feeds.models import Hl7Message
@@ -34,8 +33,6 @@ from fhir_gateway.outcomes import NotFound, OutcomeError
 from fhir_gateway.store import repository, service
 from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.repository import StoredResource
-
-UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
 @dataclass(frozen=True, slots=True)

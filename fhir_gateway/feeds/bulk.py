@@ -14,19 +14,15 @@ every good line is loaded. Each batch is one transaction.
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from fhir_gateway.db import UnitOfWork
 from fhir_gateway.outcomes import OutcomeError
 from fhir_gateway.store import repository, service
 from fhir_gateway.store.repository import PendingWrite
 from fhir_gateway.validation import parse_json, require_resource_object
-
-UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
 @dataclass

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from fhir_gateway.feeds import organization, source_uri
 from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, is_valid, normalise
 
 CLD_SYSTEM = "https://fhir.carejoin.example/CodeSystem/asc-cld"
@@ -135,7 +136,7 @@ def map_row(number: int, row: Mapping[str, str]) -> CldEvent:
     if gender not in GENDERS:
         raise CldError(f"Gender '{row.get('Gender')}' is not Male, Female, Other or Unknown")
 
-    source = f"urn:carejoin:source:{la}"
+    source = source_uri(la)
     patient_id = f"{_slug(la)}-{_slug(person_id)}"
     identifiers: list[dict[str, Any]] = [
         {"system": f"https://fhir.carejoin.example/Id/{la}/person", "value": person_id}
@@ -190,12 +191,7 @@ def map_row(number: int, row: Mapping[str, str]) -> CldEvent:
             "status": "finished" if event_end is not None else "active",
             "type": [_concept(service_type)],
             "patient": subject,
-            "managingOrganization": {
-                "identifier": {
-                    "system": "https://fhir.nhs.uk/Id/ods-organization-code",
-                    "value": la,
-                }
-            },
+            "managingOrganization": organization(la),
             "period": period,
         }
         if reason:
@@ -217,12 +213,7 @@ def map_row(number: int, row: Mapping[str, str]) -> CldEvent:
             "type": [_concept(f"Social care {event_type.lower()}")],
             "subject": subject,
             "period": period,
-            "serviceProvider": {
-                "identifier": {
-                    "system": "https://fhir.nhs.uk/Id/ods-organization-code",
-                    "value": la,
-                }
-            },
+            "serviceProvider": organization(la),
         }
         if outcome:
             resource["reasonCode"] = [_concept(outcome)]

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import hl7
 
+from fhir_gateway.feeds import organization, source_uri
 from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, normalise
 
 LONDON = ZoneInfo("Europe/London")
@@ -203,10 +204,6 @@ def _order_check(message: Any, event: str) -> None:
         raise Hl7Error("AE", f"ADT^{event}: PV1 comes before PID (segments out of order)")
 
 
-def source_uri(ods: str) -> str:
-    return f"urn:carejoin:source:{ods}"
-
-
 def to_fhir(message: Any, header: Header) -> AdtEvent:
     event = header.event
     _order_check(message, event)
@@ -334,9 +331,7 @@ def _encounter(message: Any, header: Header, result: AdtEvent) -> None:
             "code": code,
             "display": display,
         },
-        "serviceProvider": {
-            "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods}
-        },
+        "serviceProvider": organization(ods),
     }
     method = value(message, "PV1.F4").upper()
     if method:

@@ -8,20 +8,16 @@ The raw block is kept as received, so even a message that cannot be parsed is ac
 
 import asyncio
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from hl7.mllp import InvalidBlockError, start_hl7_server
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from fhir_gateway.db import UnitOfWork
 from fhir_gateway.feeds import adt
 
 log = logging.getLogger("carejoin.mllp")
-
-UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
 def _decode(block: bytes) -> str:

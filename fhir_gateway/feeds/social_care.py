@@ -6,8 +6,7 @@ Withdrawal is skipped for a council and period when any row of the extract was r
 refused row's event would otherwise look withdrawn. The report says so.
 """
 
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -16,12 +15,11 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fhir_gateway.feeds import cld
+from fhir_gateway.db import UnitOfWork
+from fhir_gateway.feeds import cld, source_uri
 from fhir_gateway.feeds.models import CldEventRecord
 from fhir_gateway.outcomes import OutcomeError
 from fhir_gateway.store import repository, service
-
-UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
 @dataclass
@@ -53,7 +51,7 @@ def _withdraw(session: Session, record: CldEventRecord, *, now: datetime) -> str
         return None
     body: dict[str, Any] = orjson.loads(current.body)
     body.pop("meta", None)
-    body["meta"] = {"source": f"urn:carejoin:source:{record.la}"}
+    body["meta"] = {"source": source_uri(record.la)}
     body["status"] = "entered-in-error"
     service.update(session, record.resource_type, record.resource_id, body, now=now)
     return f"{record.resource_type}/{record.resource_id}"

@@ -314,6 +314,19 @@ def match_patients(
     return found
 
 
+def _verified_numbers(session: Session, person_id: str) -> frozenset[str]:
+    """The verified NHS numbers the records of ``person_id`` carry."""
+    return frozenset(
+        n
+        for n in session.scalars(
+            select(IdentityRecord.nhs_number).where(
+                IdentityRecord.person_id == person_id, IdentityRecord.nhs_verified.is_(True)
+            )
+        ).all()
+        if n
+    )
+
+
 def _held_back(features: Demographics, verified_numbers: frozenset[str]) -> str | None:
     """Why joining a Person holding ``verified_numbers`` must not be automatic."""
     if features.nhs is not None and features.nhs.verified:
@@ -445,15 +458,7 @@ def _follow_merge(
     target = person_of(session, survivor)
     if target is None or target == record.person_id:
         return LinkOutcome(record.patient_id, record.person_id, "unchanged")
-    verified = frozenset(
-        n
-        for n in session.scalars(
-            select(IdentityRecord.nhs_number).where(
-                IdentityRecord.person_id == target, IdentityRecord.nhs_verified.is_(True)
-            )
-        ).all()
-        if n
-    )
+    verified = _verified_numbers(session, target)
     held = _held_back(features, verified)
     if held:
         survivor_features = session.scalar(
@@ -572,15 +577,7 @@ def accept_review(session: Session, review_pk: int, *, steward: str, now: dateti
     review = _open_review(session, review_pk)
     record = session.get(IdentityRecord, review.record_pk, with_for_update=True)
     assert record is not None
-    verified = frozenset(
-        session.scalars(
-            select(IdentityRecord.nhs_number).where(
-                IdentityRecord.person_id == review.person_id,
-                IdentityRecord.nhs_verified.is_(True),
-            )
-        ).all()
-    )
-    if _held_back(_load(record.features), frozenset(n for n in verified if n)):
+    if _held_back(_load(record.features), _verified_numbers(session, review.person_id)):
         raise Invalid(
             "The candidate Person holds a different verified NHS number; a Person never holds "
             "two. Correct the NHS number at its source first."
@@ -656,15 +653,7 @@ def link(
     record, target = records[patient_id], records[other_patient_id].person_id
     if record.person_id == target:
         raise Invalid(f"Patient/{patient_id} already belongs to Person/{target}")
-    verified = frozenset(
-        n
-        for n in session.scalars(
-            select(IdentityRecord.nhs_number).where(
-                IdentityRecord.person_id == target, IdentityRecord.nhs_verified.is_(True)
-            )
-        ).all()
-        if n
-    )
+    verified = _verified_numbers(session, target)
     held = _held_back(_load(record.features), verified)
     if held:
         raise Invalid(f"Patient/{patient_id} cannot join Person/{target}: {held}")

@@ -4,7 +4,7 @@ Reads are plain ``def`` endpoints (run in the thread pool); writes read the body
 bounded way on the event loop and then do their database work in the thread pool.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from fhir_gateway.db import UnitOfWork
 from fhir_gateway.identity import service as identity
 from fhir_gateway.outcomes import (
     Invalid,
@@ -49,7 +50,6 @@ from fhir_gateway.validation import (
 )
 
 MEDIA = f"{FHIR_JSON}; charset=utf-8"
-UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 router = APIRouter(prefix="/fhir")
 

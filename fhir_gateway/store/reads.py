@@ -11,6 +11,7 @@ pool: it serves SQLite (the embedded default) and the tests that hold a connecti
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC
 from typing import Any, Protocol
 
@@ -90,16 +91,8 @@ _VERSION_SQL = _compile(
 
 
 def _stored(row: Any) -> StoredResource:
-    return StoredResource(
-        pk=row.pk,
-        resource_type=row.resource_type,
-        resource_id=row.resource_id,
-        version_id=row.version_id,
-        # psycopg gives timestamptz in the session's time zone; the API speaks UTC.
-        last_updated=row.last_updated.astimezone(UTC),
-        deleted=row.deleted,
-        body=row.body,
-    )
+    # psycopg gives timestamptz in the session's time zone; the API speaks UTC.
+    return replace(repository.stored_from_row(row), last_updated=row.last_updated.astimezone(UTC))
 
 
 class PostgresReader:

@@ -332,17 +332,7 @@ def list_history(
     before_pk: int | None,
 ) -> tuple[list[tuple[StoredResource, str]], int | None]:
     """History rows (version, method) newest first, keyset-paged on the history row's key."""
-    stmt = select(
-        HistoryRow.pk.label("history_pk"),
-        HistoryRow.resource_pk.label("pk"),
-        HistoryRow.resource_type,
-        HistoryRow.resource_id,
-        HistoryRow.version_id,
-        HistoryRow.last_updated,
-        (HistoryRow.method == literal_column("'DELETE'")).label("deleted"),
-        HistoryRow.body,
-        HistoryRow.method,
-    )
+    stmt = select(HistoryRow.pk.label("history_pk"), *VERSION_COLUMNS, HistoryRow.method)
     if resource_type is not None:
         stmt = stmt.where(HistoryRow.resource_type == resource_type)
     if resource_id is not None:
