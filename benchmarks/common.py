@@ -50,10 +50,12 @@ def server(
 ) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
     """Run ``uvicorn carejoin.app:create_service`` against ``url`` until the block ends."""
     port = port or free_port()
+    base_url = f"http://127.0.0.1:{port}/fhir"
     env = {
         **os.environ,
         "CAREJOIN_DATABASE_URL": url,
-        "CAREJOIN_BASE_URL": f"http://127.0.0.1:{port}/fhir",
+        "CAREJOIN_BASE_URL": base_url,
+        "CAREJOIN_AUTH__DEVELOPMENT_KEY_PATH": str(BENCH_KEY),
         # The store's figures: the outbox dispatcher (identity linking) is measured on its own.
         "CAREJOIN_DISPATCH_EVENTS": os.environ.get("CAREJOIN_DISPATCH_EVENTS", "false"),
     }
@@ -91,10 +93,36 @@ def server(
                 time.sleep(0.3)
         else:
             raise RuntimeError("the server did not start")
+        # Every request is authenticated, as in production: the load generators (spawned
+        # processes, which inherit the environment) and the httpx clients send this token.
+        os.environ[TOKEN_VARIABLE] = bench_token(base_url)
         yield "127.0.0.1", port, proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+BENCH_KEY = ROOT / "benchmarks" / "results" / "development-issuer-key.pem"
+TOKEN_VARIABLE = "CAREJOIN_BENCH_TOKEN"
+
+
+def bench_token(base_url: str, claims: dict[str, object] | None = None) -> str:
+    """A development-issuer token for the benchmark server at ``base_url`` (a system client)."""
+    from fhir_gateway.auth.issuer import DevelopmentIssuer
+
+    issuer = DevelopmentIssuer(
+        issuer=base_url.removesuffix("/fhir") + "/auth",
+        audience=base_url,
+        key_path=BENCH_KEY,
+        lifetime=24 * 3600,
+    )
+    return issuer.issue(
+        claims or {"sub": "benchmark", "client_id": "benchmark", "scope": "system/*.cruds"}
+    )
+
+
+def auth_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {os.environ[TOKEN_VARIABLE]}"}
 
 
 def rss_mb(pid: int) -> float:

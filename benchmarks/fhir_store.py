@@ -27,6 +27,7 @@ import psycopg
 from sqlalchemy import text
 
 from benchmarks.common import (
+    auth_headers,
     bench_url,
     ensure_database,
     machine,
@@ -152,7 +153,7 @@ def measure_ingest(
         response = client.post(
             f"http://{host}:{port}/fhir",
             content=body,
-            headers={"Content-Type": "application/fhir+json"},
+            headers={"Content-Type": "application/fhir+json", **auth_headers()},
         )
         latencies.append(time.perf_counter() - t0)
         if response.status_code != 200:

@@ -6,8 +6,13 @@ client costs as little CPU as possible; every response status is checked.
 """
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
+
+# The benchmark server's token (benchmarks.common.server sets it before spawning us).
+_TOKEN = os.environ.get("CAREJOIN_BENCH_TOKEN")
+_AUTH = f"Authorization: Bearer {_TOKEN}\r\n" if _TOKEN else ""
 
 
 @dataclass
@@ -32,7 +37,7 @@ async def _request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str
 ) -> int:
     writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/fhir+json\r\n\r\n".encode()
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/fhir+json\r\n{_AUTH}\r\n".encode()
     )
     await writer.drain()
     status_line = await reader.readline()

@@ -254,6 +254,71 @@ def link_population() -> None:
     )
 
 
+@app.command()
+def token(
+    persona: Annotated[str | None, typer.Option(help="A demo persona (see --list).")] = None,
+    user: Annotated[str | None, typer.Option(help="Practitioner id of the user.")] = None,
+    org: Annotated[str | None, typer.Option(help="ODS code of the user's organisation.")] = None,
+    role: Annotated[str | None, typer.Option(help="The role selected for the session.")] = None,
+    purpose: Annotated[
+        str | None, typer.Option(help="Purpose of use: TREAT (default), BTG or CASEFIND.")
+    ] = None,
+    scope: Annotated[
+        str | None, typer.Option(help="SMART scopes, e.g. 'user/*.rs' or 'system/*.cruds'.")
+    ] = None,
+    client: Annotated[str, typer.Option(help="Client id for a system token.")] = "carejoin-cli",
+    lifetime: Annotated[int | None, typer.Option(min=60, help="Seconds until expiry.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the demo personas.")] = False,
+) -> None:
+    """Print an access token from the development issuer (never available in production)."""
+    from carejoin.personas import personas
+    from fhir_gateway.auth.dependencies import development_issuer
+
+    known = personas()
+    if list_:
+        for item in known.values():
+            typer.echo(f"{item.name:18} {item.description}")
+        return
+    auth = get_settings().auth_settings()
+    if not auth.development_issuer:
+        raise typer.BadParameter("This deployment trusts an external identity provider")
+    claims: dict[str, object]
+    if persona is not None:
+        if persona not in known:
+            raise typer.BadParameter(f"Unknown persona; choose from {', '.join(known)}")
+        claims = dict(known[persona].claims)
+        if purpose:
+            claims["purpose_of_use"] = purpose
+    elif user is not None:
+        if org is None or role is None:
+            raise typer.BadParameter("A user token needs --org and --role")
+        claims = {
+            "sub": user,
+            "fhirUser": user if "/" in user else f"Practitioner/{user}",
+            "organization": org,
+            "role": role,
+            "purpose_of_use": purpose or "TREAT",
+            "scope": scope or "user/*.cruds",
+        }
+    elif scope is not None and scope.startswith("system/"):
+        claims = {"sub": client, "client_id": client, "scope": scope}
+        if org:
+            claims["organization"] = org
+    else:
+        raise typer.BadParameter(
+            "Give --persona, or --user with --org and --role, or a system --scope"
+        )
+    if scope and persona is not None:
+        claims["scope"] = scope
+    try:
+        from consent.context import InvalidClaims, context_from_claims
+
+        context_from_claims(claims)
+    except InvalidClaims as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(development_issuer(auth).issue(claims, lifetime=lifetime))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the schema migrations up to REVISION (default: the latest)."""
@@ -313,7 +378,10 @@ def demo(
     engine.dispose()
     if not load_only:
         typer.echo(
-            f"Serving on http://{host}:{port}/fhir (try /fhir/metadata or /fhir/Patient?_count=5)"
+            f"Serving on http://{host}:{port}/fhir. Every request but /fhir/metadata needs a "
+            "token: `carejoin token --list` shows the personas, e.g.\n"
+            "  TOKEN=$(.venv/bin/carejoin token --persona gp)\n"
+            f'  curl -H "Authorization: Bearer $TOKEN" http://{host}:{port}/fhir/Patient?_count=5'
         )
         uvicorn.run(
             "carejoin.app:create_service", factory=True, host=host, port=port, log_level="info"

@@ -6,10 +6,10 @@ here is instantiated at import time: entry points call ``get_settings()``.
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fhir_gateway.settings import GatewaySettings
+from fhir_gateway.settings import AuthSettings, GatewaySettings
 
 
 class Settings(BaseSettings):
@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=10, ge=1)
     pool_pre_ping: bool = False
     dispatch_events: bool = True
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> "Settings":
+        if self.environment == "production":
+            if self.auth.development_issuer:
+                raise ValueError(
+                    "Production must trust the partnership's identity provider: set "
+                    "CAREJOIN_AUTH__DEVELOPMENT_ISSUER=false and CAREJOIN_AUTH__JWKS_URL"
+                )
+            if self.database_url.startswith("sqlite"):
+                raise ValueError("Production runs on PostgreSQL, not the embedded SQLite")
+        return self
 
     def gateway(self) -> GatewaySettings:
         """The gateway's section, built from the flat environment variables."""
@@ -38,7 +51,12 @@ class Settings(BaseSettings):
             pool_size=self.pool_size,
             pool_pre_ping=self.pool_pre_ping,
             dispatch_events=self.dispatch_events,
+            auth=self.auth,
         )
+
+    def auth_settings(self) -> AuthSettings:
+        """The auth section with its defaults resolved against the base URL."""
+        return self.gateway().auth
 
 
 @lru_cache(maxsize=1)

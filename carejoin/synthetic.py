@@ -278,6 +278,37 @@ class Locality:
     organizations_bundle: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class StaffMember:
+    """A member of staff beyond the GPs, so that every demo persona is a real Practitioner."""
+
+    practitioner_id: str
+    organisation: Organisation
+    given: str
+    family: str
+    title: str  # what they do, for people to read
+
+
+STAFF = (
+    StaffMember("hosp-doctor-1", HOSPITAL, "Priya", "Raman", "Consultant geriatrician"),
+    StaffMember("hosp-nurse-1", HOSPITAL, "Tom", "Ellery", "Ward nurse"),
+    StaffMember("asc-sw-1", COUNCIL, "Grace", "Adeyemi", "Social worker"),
+    StaffMember("coord-1", COUNCIL, "Sam", "Whitlow", "Care coordinator"),
+    StaffMember("privacy-1", HOSPITAL, "Helen", "Marsh", "Privacy officer"),
+    StaffMember("steward-1", HOSPITAL, "Omar", "Farah", "Data quality steward"),
+)
+
+
+def gp_practitioner_id(org: Organisation, index: int) -> str:
+    return _practitioner_id(org, index)
+
+
+def first_person_patient_id(seed: int = 2026) -> str:
+    """The GP Patient id of the first synthetic person (the demo's 'patient' persona)."""
+    person = _Person(0, seed)
+    return f"gp{person.practice.ods[-1]}-{person.key}"
+
+
 def generate_locality(*, people: int, seed: int = 2026) -> Locality:
     """The organisations and practitioners of the locality, as one transaction bundle."""
     entries: list[dict[str, Any]] = []
@@ -286,6 +317,8 @@ def generate_locality(*, people: int, seed: int = 2026) -> Locality:
     for org in PRACTICES:
         for gp in range(GPS_PER_PRACTICE):
             entries.append(_put(_practitioner(org, gp, seed)))
+    for member in STAFF:
+        entries.append(_put(_staff_practitioner(member)))
     return Locality(
         seed=seed,
         people=people,
@@ -375,6 +408,16 @@ def _practitioner(org: Organisation, index: int, seed: int) -> dict[str, Any]:
             }
         ],
         "gender": "female" if female else "male",
+    }
+
+
+def _staff_practitioner(member: StaffMember) -> dict[str, Any]:
+    return {
+        "resourceType": "Practitioner",
+        "id": member.practitioner_id,
+        "meta": _meta(member.organisation),
+        "active": True,
+        "name": [{"family": member.family, "given": [member.given], "text": member.title}],
     }
 
 

@@ -20,13 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_gateway import events
+from fhir_gateway.auth import dependencies as auth
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.identity import handlers as identity_handlers
 from fhir_gateway.outcomes import Issue, OutcomeError, outcome
+from fhir_gateway.rest.auth import router as auth_router
 from fhir_gateway.rest.feeds import router as feeds_router
 from fhir_gateway.rest.identity import router as identity_router
 from fhir_gateway.rest.record import router as record_router
 from fhir_gateway.rest.router import MEDIA
+from fhir_gateway.rest.router import public_router as fhir_public_router
 from fhir_gateway.rest.router import router as fhir_router
 from fhir_gateway.settings import GatewaySettings
 from fhir_gateway.store.reads import ResourceReader, reader_for
@@ -113,6 +116,9 @@ def create_app(
     app.state.engine = engine
     if engine is not None:
         _bind(app, engine)
+    auth.install(app, settings.auth)
+    app.include_router(auth_router)
+    app.include_router(fhir_public_router)
     app.include_router(fhir_router)
     app.include_router(identity_router)
     app.include_router(feeds_router)
@@ -147,7 +153,7 @@ def unit_of_work_factory(factory: sessionmaker[Session]) -> Callable[[], Any]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OutcomeError)
     async def on_outcome(_request: Request, exc: OutcomeError) -> Response:
-        return _outcome_response(exc.status_code, exc.to_outcome())
+        return _outcome_response(exc.status_code, exc.to_outcome(), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_request: Request, exc: RequestValidationError) -> Response:

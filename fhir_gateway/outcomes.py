@@ -47,6 +47,7 @@ class OutcomeError(Exception):
 
     status_code = 500
     issue_code = "exception"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, issues: tuple[Issue, ...] = ()) -> None:
         super().__init__(message)

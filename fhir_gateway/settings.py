@@ -1,6 +1,50 @@
 """The gateway's section of the one Settings (composed in ``carejoin.settings``)."""
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+
+class AuthSettings(BaseModel):
+    """Who may call: the token issuer the gateway trusts.
+
+    Production names the partnership's identity provider (``issuer`` and ``jwks_url``). The
+    embedded default runs a development issuer whose signing key lives at
+    ``development_key_path``; it is refused when ``jwks_url`` is set.
+    """
+
+    issuer: str | None = Field(
+        default=None, description="The trusted 'iss'; by default the development issuer's URL."
+    )
+    audience: str | None = Field(
+        default=None, description="The 'aud' every token must carry; by default the FHIR base URL."
+    )
+    jwks_url: str | None = None
+    development_issuer: bool = True
+    development_key_path: str = "./var/development-issuer-key.pem"
+    token_lifetime: int = Field(default=3600, ge=60, le=24 * 3600)
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    @property
+    def trusted_issuer(self) -> str:
+        if self.issuer is None:
+            raise RuntimeError("The token issuer is not resolved (GatewaySettings does it)")
+        return self.issuer
+
+    @property
+    def expected_audience(self) -> str:
+        if self.audience is None:
+            raise RuntimeError("The token audience is not resolved (GatewaySettings does it)")
+        return self.audience
+
+    @model_validator(mode="after")
+    def _one_issuer(self) -> "AuthSettings":
+        if self.development_issuer and self.jwks_url:
+            raise ValueError("Give jwks_url (production) or the development issuer, not both")
+        if not self.development_issuer and not self.jwks_url:
+            raise ValueError("Without the development issuer, jwks_url must name the JWKS")
+        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in self.algorithms):
+            raise ValueError("Only asymmetric signature algorithms are accepted")
+        return self
 
 
 class GatewaySettings(BaseModel):
@@ -29,3 +73,19 @@ class GatewaySettings(BaseModel):
         description="Run the outbox dispatcher (identity linking...) in this process.",
     )
     dispatch_interval: float = Field(default=0.25, gt=0, le=60)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @model_validator(mode="after")
+    def _auth_defaults(self) -> "GatewaySettings":
+        """Tokens are for this server (its base URL), from its development issuer by default."""
+        base = self.base_url.rstrip("/")
+        updates: dict[str, str] = {}
+        if self.auth.audience is None:
+            updates["audience"] = base
+        if self.auth.issuer is None:
+            if not self.auth.development_issuer:
+                raise ValueError("auth.issuer must name the identity provider")
+            updates["issuer"] = base.removesuffix("/fhir") + "/auth"
+        if updates:
+            self.auth = self.auth.model_copy(update=updates)
+        return self

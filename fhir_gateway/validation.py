@@ -137,3 +137,11 @@ def fhirpath_of(resource_type: str, loc: Sequence[Any]) -> str:
                 name = "_" + name[: -len("__ext")]
             path += f".{name}"
     return path
+
+
+def agent_who(who: str) -> dict[str, str]:
+    """A Provenance/AuditEvent ``who``: a reference for a FHIR actor, else a display name."""
+    head, slash, tail = who.partition("/")
+    if slash and tail and head in ("Practitioner", "PractitionerRole", "Patient", "Device"):
+        return {"reference": who}
+    return {"display": who}

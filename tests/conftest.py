@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from fhir_gateway import migrate
 from fhir_gateway.app import create_app
+from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.db import create_engine_for
-from fhir_gateway.settings import GatewaySettings
+from fhir_gateway.settings import AuthSettings, GatewaySettings
 from fhir_gateway.store.reads import ConnectionReader
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -112,14 +113,51 @@ def joined_unit_of_work(connection: Connection) -> Callable[[], object]:
     return unit_of_work
 
 
+ISSUER = "http://testserver/auth"
+
+
+@pytest.fixture(scope="session")
+def auth_settings(tmp_path_factory: pytest.TempPathFactory) -> AuthSettings:
+    """The development issuer, its key made once per run."""
+    key_path = tmp_path_factory.mktemp("issuer") / "key.pem"
+    return AuthSettings(issuer=ISSUER, audience=BASE_URL, development_key_path=str(key_path))
+
+
+@pytest.fixture(scope="session")
+def issuer(auth_settings: AuthSettings) -> DevelopmentIssuer:
+    return DevelopmentIssuer(
+        issuer=ISSUER, audience=BASE_URL, key_path=Path(auth_settings.development_key_path)
+    )
+
+
+SYSTEM_CLAIMS = {"sub": "test-system", "scope": "system/*.cruds", "client_id": "test-system"}
+
+
+def user_claims(user: str = "records-officer-1", **claims: object) -> dict[str, object]:
+    """A member of staff at the test practice, every scope unless ``scope`` is given."""
+    return {
+        "sub": user,
+        "fhirUser": f"Practitioner/{user}",
+        "organization": "Z90001",
+        "role": "R8000",
+        "scope": "user/*.cruds",
+        **claims,
+    }
+
+
+def bearer(issuer: DevelopmentIssuer, claims: dict[str, object]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue(claims)}"}
+
+
 @pytest.fixture
-def gateway_settings() -> GatewaySettings:
+def gateway_settings(auth_settings: AuthSettings) -> GatewaySettings:
     # The dispatcher is driven explicitly by the tests that need it, in the test's transaction.
     return GatewaySettings(
         database_url="sqlite://",
         base_url=BASE_URL,
         max_body_bytes=64 * 1024,
         dispatch_events=False,
+        auth=auth_settings,
     )
 
 
@@ -132,9 +170,14 @@ def app(engine: Engine, connection: Connection, gateway_settings: GatewaySetting
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
+def client(app: FastAPI, issuer: DevelopmentIssuer) -> Iterator[TestClient]:
+    """A client signed in as a system with every scope (consent is tested on its own)."""
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers.update(
-            {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+            {
+                "Content-Type": "application/fhir+json",
+                "Accept": "application/fhir+json",
+                "Authorization": f"Bearer {issuer.issue(SYSTEM_CLAIMS)}",
+            }
         )
         yield c

@@ -36,6 +36,7 @@ from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, NhsNumber
 from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, decide
 from fhir_gateway.outcomes import Invalid, NotFound
 from fhir_gateway.store import repository, service
+from fhir_gateway.validation import agent_who
 
 MATCHER = "carejoin identity matcher"
 IDENTITY_SOURCE = "urn:carejoin:identity"
@@ -142,7 +143,7 @@ def _provenance(
                         }
                     ]
                 },
-                "who": {"display": who},
+                "who": agent_who(who),
             }
         ],
         "entity": [{"role": "source", "what": {"reference": f"Patient/{patient_id}"}}],

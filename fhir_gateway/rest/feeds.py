@@ -11,16 +11,17 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from fhir_gateway.auth.dependencies import access, authenticate, require_scope
 from fhir_gateway.feeds import adt
 from fhir_gateway.outcomes import Invalid, UnsupportedMediaType
 from fhir_gateway.rest.http import media_type, read_body
 
-router = APIRouter(prefix="/feeds", tags=["feeds"])
+router = APIRouter(prefix="/feeds", tags=["feeds"], dependencies=[Depends(authenticate)])
 
 HL7_MEDIA = "x-application/hl7-v2+er7"
 ACCEPTED_MEDIA = {HL7_MEDIA, "application/hl7-v2", "text/plain", "application/edi-hl7"}
@@ -31,12 +32,21 @@ def _uow(request: Request) -> Callable[[], AbstractContextManager[Session]]:
     return factory
 
 
+def _require_adt_scopes(request: Request) -> None:
+    """ADT messages create and update Patients and Encounters: the caller needs both."""
+    context = access(request)
+    for resource_type in ("Patient", "Encounter"):
+        for permission in ("c", "u"):
+            require_scope(context, resource_type, permission)
+
+
 def _base(request: Request) -> str:
     return str(request.app.state.gateway_settings.base_url).rstrip("/")
 
 
 @router.post("/hl7v2")
 async def hl7v2_message(request: Request) -> Response:
+    _require_adt_scopes(request)
     kind = media_type(request.headers.get("content-type"))
     if kind not in ACCEPTED_MEDIA:
         raise UnsupportedMediaType(
@@ -59,6 +69,7 @@ async def hl7v2_message(request: Request) -> Response:
 
 @router.get("/hl7v2/dead-letters")
 def dead_letters(request: Request, limit: int = 100) -> Response:
+    _require_adt_scopes(request)
     if not 1 <= limit <= 1000:
         raise Invalid("limit must be between 1 and 1000")
     with _uow(request)() as session:
@@ -68,6 +79,7 @@ def dead_letters(request: Request, limit: int = 100) -> Response:
 
 @router.post("/hl7v2/dead-letters/{message_id}/replay")
 async def replay(request: Request, message_id: int) -> Response:
+    _require_adt_scopes(request)
     unit_of_work, base = _uow(request), _base(request)
     receipt = await run_in_threadpool(
         adt.replay, unit_of_work, message_id, now=datetime.now(UTC), base_url=base

@@ -1,9 +1,10 @@
 """Identity's steward API: the review queue (with the evidence for each candidate), accept,
 reject, link two records by hand, and unlink.
 
-Until sign-in exists the steward names themself in the request body; every decision is kept
-(the review row and a Provenance naming the steward) and reversible (unlink, or accept the
-other candidate).
+The steward is the signed-in caller (their Practitioner, or the system client); every
+decision is kept (the review row and a Provenance naming the steward) and reversible (unlink,
+or accept the other candidate). Reading the queue needs ``Person`` search, deciding needs
+``Person`` update, in the token's scopes.
 """
 
 from collections.abc import Callable
@@ -12,17 +13,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from fhir_gateway.auth.dependencies import access, authenticate, require_scope, steward_of
 from fhir_gateway.identity import service
 from fhir_gateway.outcomes import Invalid
 from fhir_gateway.rest.http import read_body
 from fhir_gateway.validation import parse_json
 
-router = APIRouter(prefix="/identity", tags=["identity"])
+router = APIRouter(prefix="/identity", tags=["identity"], dependencies=[Depends(authenticate)])
+
+
+def _steward(request: Request) -> str:
+    context = access(request)
+    require_scope(context, "Person", "u")
+    return steward_of(context)
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -50,6 +58,7 @@ async def _body(request: Request, *required: str) -> dict[str, str]:
 
 @router.get("/reviews")
 def list_reviews(request: Request, limit: int = 100) -> Response:
+    require_scope(access(request), "Person", "s")
     if not 1 <= limit <= 1000:
         raise Invalid("limit must be between 1 and 1000")
     with _uow(request) as session:
@@ -58,13 +67,11 @@ def list_reviews(request: Request, limit: int = 100) -> Response:
 
 @router.post("/reviews/{review_id}/accept")
 async def accept(request: Request, review_id: int) -> Response:
-    body = await _body(request, "steward")
+    steward = _steward(request)
 
     def work() -> str:
         with _uow(request) as session:
-            return service.accept_review(
-                session, review_id, steward=body["steward"], now=datetime.now(UTC)
-            )
+            return service.accept_review(session, review_id, steward=steward, now=datetime.now(UTC))
 
     person_id = await run_in_threadpool(work)
     return _json({"review": review_id, "status": "accepted", "person": f"Person/{person_id}"})
@@ -72,13 +79,11 @@ async def accept(request: Request, review_id: int) -> Response:
 
 @router.post("/reviews/{review_id}/reject")
 async def reject(request: Request, review_id: int) -> Response:
-    body = await _body(request, "steward")
+    steward = _steward(request)
 
     def work() -> None:
         with _uow(request) as session:
-            service.reject_review(
-                session, review_id, steward=body["steward"], now=datetime.now(UTC)
-            )
+            service.reject_review(session, review_id, steward=steward, now=datetime.now(UTC))
 
     await run_in_threadpool(work)
     return _json({"review": review_id, "status": "rejected"})
@@ -86,7 +91,8 @@ async def reject(request: Request, review_id: int) -> Response:
 
 @router.post("/link")
 async def link(request: Request) -> Response:
-    body = await _body(request, "patient", "other", "steward", "reason")
+    steward = _steward(request)
+    body = await _body(request, "patient", "other", "reason")
     patient_id = body["patient"].removeprefix("Patient/")
     other_id = body["other"].removeprefix("Patient/")
 
@@ -96,7 +102,7 @@ async def link(request: Request) -> Response:
                 session,
                 patient_id,
                 other_id,
-                steward=body["steward"],
+                steward=steward,
                 now=datetime.now(UTC),
                 reason=body["reason"],
             )
@@ -107,7 +113,8 @@ async def link(request: Request) -> Response:
 
 @router.post("/unlink")
 async def unlink(request: Request) -> Response:
-    body = await _body(request, "patient", "steward", "reason")
+    steward = _steward(request)
+    body = await _body(request, "patient", "reason")
     patient_id = body["patient"].removeprefix("Patient/")
 
     def work() -> str:
@@ -115,7 +122,7 @@ async def unlink(request: Request) -> Response:
             return service.unlink(
                 session,
                 patient_id,
-                steward=body["steward"],
+                steward=steward,
                 now=datetime.now(UTC),
                 reason=body["reason"],
             )

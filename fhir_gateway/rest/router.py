@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from fhir_gateway.auth.dependencies import access, authenticate, require_scope, steward_of
 from fhir_gateway.db import UnitOfWork
 from fhir_gateway.identity import service as identity
 from fhir_gateway.outcomes import (
@@ -51,7 +52,9 @@ from fhir_gateway.validation import (
 
 MEDIA = f"{FHIR_JSON}; charset=utf-8"
 
-router = APIRouter(prefix="/fhir")
+# /metadata and the SMART configuration are public; everything else needs a bearer token.
+public_router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", dependencies=[Depends(authenticate)])
 
 
 def _uow(request: Request) -> AbstractContextManager[Session]:
@@ -78,6 +81,13 @@ def _type(resource_type: str) -> str:
     return resource_type
 
 
+def _permitted(request: Request, resource_type: str, permission: str) -> str:
+    """The supported type, once the caller's scopes grant ``permission`` on it (else 403)."""
+    resource_type = _type(resource_type)
+    require_scope(access(request), resource_type, permission)
+    return resource_type
+
+
 def fhir_response(
     body: bytes, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
@@ -99,7 +109,7 @@ def _resource_result(
     return fhir_response(stored.body.encode(), status=status, headers=headers)
 
 
-@router.get("/metadata")
+@public_router.get("/metadata")
 async def metadata(request: Request) -> Response:
     check_accept(request)
     # The statement depends only on the code and the settings: build it once per app.
@@ -112,8 +122,28 @@ async def metadata(request: Request) -> Response:
     return fhir_response(body)
 
 
+@public_router.get("/.well-known/smart-configuration")
+async def smart_configuration(request: Request) -> Response:
+    """SMART App Launch 2.x discovery: where tokens come from and what they may carry."""
+    auth = request.app.state.gateway_settings.auth
+    issuer = auth.trusted_issuer.rstrip("/")
+    body: dict[str, Any] = {
+        "issuer": auth.trusted_issuer,
+        "jwks_uri": auth.jwks_url or f"{issuer}/jwks.json",
+        "token_endpoint": f"{issuer}/token",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": list(auth.algorithms),
+        "scopes_supported": ["system/*.cruds", "user/*.cruds", "patient/*.rs", "fhirUser"],
+        "response_types_supported": ["token"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v2", "permission-v1"],
+    }
+    return Response(content=dumps(body), media_type="application/json")
+
+
 def _history(request: Request, resource_type: str | None, resource_id: str | None) -> Response:
     check_accept(request)
+    require_scope(access(request), resource_type or "*", "r" if resource_id else "s")
     settings = request.app.state.gateway_settings
     params = request.query_params
     count_text = params.get("_count", str(settings.default_page_size))
@@ -167,23 +197,20 @@ def type_history(request: Request, resource_type: str) -> Response:
 async def refile_resource(request: Request, resource_type: str, resource_id: str) -> Response:
     """Correct a record filed against the wrong patient (see ``store.refile``)."""
     check_accept(request)
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "u")
+    steward = steward_of(access(request))  # the signed-in caller makes the correction
     data = await _resource_body(request)
     if data.get("resourceType") != "Parameters":
         raise Invalid("$refile takes a Parameters resource")
     values: dict[str, Any] = {}
     for parameter in data.get("parameter") or ():
-        if isinstance(parameter, dict) and parameter.get("name") in (
-            "patient",
-            "reason",
-            "steward",
-        ):
+        if isinstance(parameter, dict) and parameter.get("name") in ("patient", "reason"):
             values[parameter["name"]] = (
                 parameter.get("valueReference", {}).get("reference")
                 if parameter["name"] == "patient"
                 else parameter.get("valueString")
             )
-    for name in ("patient", "reason", "steward"):
+    for name in ("patient", "reason"):
         if not isinstance(values.get(name), str) or not values[name].strip():
             raise Invalid(f"$refile needs the parameter '{name}'")
     patient_id = str(values["patient"]).removeprefix("Patient/")
@@ -195,7 +222,7 @@ async def refile_resource(request: Request, resource_type: str, resource_id: str
                 resource_type,
                 resource_id,
                 patient_id=patient_id,
-                steward=values["steward"],
+                steward=steward,
                 reason=values["reason"],
                 now=_now(),
             )
@@ -218,6 +245,7 @@ MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
 async def patient_match(request: Request) -> Response:
     """R4 Patient-match: candidates for a Patient, scored and graded (certain .. possible)."""
     check_accept(request)
+    _permitted(request, "Patient", "s")
     data = await _resource_body(request)
     if data.get("resourceType") != "Parameters":
         raise Invalid("Patient/$match takes a Parameters resource")
@@ -288,6 +316,7 @@ async def patient_match(request: Request) -> Response:
 def patient_everything(request: Request, patient_id: str) -> Response:
     """The joined-up record: every linked source patient's compartment (R4 Patient-everything)."""
     check_accept(request)
+    _permitted(request, "Patient", "r")
     settings = request.app.state.gateway_settings
     params = request.query_params
     known = {"start", "end", "_since", "_type", "_count", "_cursor", "_format"}
@@ -305,6 +334,12 @@ def patient_everything(request: Request, patient_id: str) -> Response:
     for t in types:
         if t not in SUPPORTED_TYPES:
             raise Invalid(f"_type names '{t}', which this server does not store")
+    readable = access(request).readable_types(SUPPORTED_TYPES)
+    if len(readable) < len(SUPPORTED_TYPES):
+        # Only the types the token's scopes let the caller read are part of the answer.
+        for t in types:
+            require_scope(access(request), t, "r")
+        types = types or sorted(readable)
     try:
         since = parse_range(params["_since"])[0] if "_since" in params else None
         start = parse_range(params["start"])[0] if "start" in params else None
@@ -376,7 +411,7 @@ def instance_history(request: Request, resource_type: str, resource_id: str) -> 
 @router.get("/{resource_type}/{resource_id}")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
     check_accept(request)
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "r")
     stored = service.require_current(
         await _reader(request).current(resource_type, resource_id), resource_type, resource_id
     )
@@ -399,7 +434,7 @@ async def vread(
     request: Request, resource_type: str, resource_id: str, version_id: str
 ) -> Response:
     check_accept(request)
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "r")
     if not version_id.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
     found = await _reader(request).version(resource_type, resource_id, int(version_id))
@@ -415,7 +450,7 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
     prefer = parse_prefer(request.headers.get("prefer"))
     try:
         search_request = parse_search(
-            _type(resource_type),
+            _permitted(request, resource_type, "s"),
             items,
             strict=prefer.strict,
             default_count=settings.default_page_size,
@@ -426,11 +461,14 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
     base = _base(request)
     with _uow(request) as session:
         result = service.search(session, search_request, base_url=base)
+    context = access(request)
+    # An included resource whose type the scopes do not let the caller read is left out.
+    included = [r for r in result.included if context.allows(r.resource_type, "r")]
     ignored = set(search_request.ignored)
     kept = [(k, v) for k, v in items if k not in ignored]
     body = render.searchset(
         result.page,
-        result.included,
+        included,
         base_url=base,
         resource_type=resource_type,
         params=kept,
@@ -466,7 +504,7 @@ async def _resource_body(request: Request) -> dict[str, Any]:
 @router.post("/{resource_type}")
 async def create(request: Request, resource_type: str) -> Response:
     check_accept(request)
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "c")
     resource = await _resource_body(request)
     if resource["resourceType"] != resource_type:
         raise Invalid(f"The body is a {resource['resourceType']}, but the URL says {resource_type}")
@@ -490,7 +528,7 @@ async def create(request: Request, resource_type: str) -> Response:
 @router.put("/{resource_type}/{resource_id}")
 async def update(request: Request, resource_type: str, resource_id: str) -> Response:
     check_accept(request)
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "u")
     resource = await _resource_body(request)
     if resource["resourceType"] != resource_type:
         raise Invalid(f"The body is a {resource['resourceType']}, but the URL says {resource_type}")
@@ -511,7 +549,7 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
 @router.put("/{resource_type}")
 async def conditional_update(request: Request, resource_type: str) -> Response:
     check_accept(request)
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "u")
     resource = await _resource_body(request)
     query = request.url.query
     base = _base(request)
@@ -550,7 +588,7 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 
 @router.delete("/{resource_type}/{resource_id}")
 def delete(request: Request, resource_type: str, resource_id: str) -> Response:
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "d")
     with _uow(request) as session:
         stored = service.delete(session, resource_type, resource_id, now=_now())
     headers = {"ETag": f'W/"{stored.version_id}"'} if stored else {}
@@ -559,7 +597,7 @@ def delete(request: Request, resource_type: str, resource_id: str) -> Response:
 
 @router.delete("/{resource_type}")
 def conditional_delete(request: Request, resource_type: str) -> Response:
-    resource_type = _type(resource_type)
+    resource_type = _permitted(request, resource_type, "d")
     base = _base(request)
     with _uow(request) as session:
         matches = service.find_matches(session, resource_type, request.url.query, base_url=base)
@@ -581,6 +619,7 @@ async def bundle(request: Request) -> Response:
     if kind not in ("transaction", "batch"):
         raise Invalid(f"Bundle.type must be transaction or batch, not '{kind}'")
     base = _base(request)
+    _check_bundle_scopes(request, data, base)
 
     def get_handler(session: Session, url: str) -> transaction.EntryResponse:
         return _get_entry(request, session, url)
@@ -601,6 +640,29 @@ async def bundle(request: Request) -> Response:
         )
 
     return fhir_response(await run_in_threadpool(work))
+
+
+ENTRY_PERMISSIONS = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+
+
+def _check_bundle_scopes(request: Request, data: dict[str, Any], base: str) -> None:
+    """403 for the whole bundle if any entry asks for what the token's scopes do not grant.
+
+    Malformed entries are left for the transaction's own checks (400 with their paths).
+    """
+    context = access(request)
+    for raw in data.get("entry") or ():
+        entry_request = raw.get("request") if isinstance(raw, dict) else None
+        if not isinstance(entry_request, dict):
+            continue
+        method, url = entry_request.get("method"), entry_request.get("url")
+        if not isinstance(method, str) or not isinstance(url, str):
+            continue
+        parts = [p for p in url.removeprefix(base).partition("?")[0].split("/") if p]
+        if parts:
+            # A GET of one resource (or its history) is a read; of a type, a search.
+            permission = ENTRY_PERMISSIONS.get(method) or ("r" if len(parts) > 1 else "s")
+            require_scope(context, parts[0], permission)
 
 
 def _get_entry(request: Request, session: Session, url: str) -> transaction.EntryResponse:

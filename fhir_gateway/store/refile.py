@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from fhir_gateway.outcomes import Invalid
 from fhir_gateway.store import service
+from fhir_gateway.validation import agent_who
 
 # How each type says "entered in error".
 _STATUS = {
@@ -115,7 +116,7 @@ def refile(
             "text": "re-filed against the right patient",
         },
         "reason": [{"text": reason}],
-        "agent": [{"who": {"display": steward}}],
+        "agent": [{"who": agent_who(steward)}],
         "entity": [
             {
                 "role": "revision",

@@ -73,8 +73,8 @@ def test_steward_reviews_accepts_and_unlinks(app: FastAPI, client: TestClient) -
     assert any(e["field"] == "sex" and e["level"] == "different" for e in review["evidence"])
     assert review["candidatePatients"] == ["Patient/gp1-rev"]
 
-    missing = client.post(f"/identity/reviews/{review['id']}/accept", json={})
-    assert missing.status_code == 400
+    missing = client.post("/identity/unlink", json={"patient": "Patient/rh-rev"})
+    assert missing.status_code == 400  # no reason given
     assert missing.json()["resourceType"] == "OperationOutcome"
 
     accepted = client.post(

@@ -17,8 +17,9 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 
 from fhir_gateway.app import create_app
-from fhir_gateway.settings import GatewaySettings
-from tests.conftest import _postgres_engine, _sqlite_engine
+from fhir_gateway.auth.dependencies import development_issuer
+from fhir_gateway.settings import AuthSettings, GatewaySettings
+from tests.conftest import SYSTEM_CLAIMS, _postgres_engine, _sqlite_engine
 from tests.factories import fhir
 
 
@@ -29,9 +30,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def base_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def live(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    auth_settings: AuthSettings,
+) -> Iterator[tuple[str, str]]:
+    """A live server's base URL, and a system token for it."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/fhir"
     make_engine = (
@@ -40,7 +44,9 @@ def base_url(
         else _postgres_engine()
     )
     with make_engine as engine:
-        settings = GatewaySettings(database_url=str(engine.url), base_url=url)
+        auth = auth_settings.model_copy(update={"audience": url})
+        settings = GatewaySettings(database_url=str(engine.url), base_url=url, auth=auth)
+        token = development_issuer(auth).issue(SYSTEM_CLAIMS)
         app = create_app(settings, engine=engine)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -53,15 +59,25 @@ def base_url(
                 raise RuntimeError("test server did not start")
             time.sleep(0.02)
         try:
-            yield url
+            yield url, token
         finally:
             server.should_exit = True
             thread.join(timeout=10)
 
 
 @pytest.fixture
-def client(base_url: str) -> SyncFHIRClient:
-    return SyncFHIRClient(base_url, extra_headers={"Content-Type": "application/fhir+json"})
+def base_url(live: tuple[str, str]) -> str:
+    return live[0]
+
+
+@pytest.fixture
+def client(live: tuple[str, str]) -> SyncFHIRClient:
+    url, token = live
+    return SyncFHIRClient(
+        url,
+        authorization=f"Bearer {token}",
+        extra_headers={"Content-Type": "application/fhir+json"},
+    )
 
 
 def test_create_read_update_delete(client: SyncFHIRClient) -> None:

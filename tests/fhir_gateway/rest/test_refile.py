@@ -4,6 +4,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from fhir_gateway.auth.issuer import DevelopmentIssuer
+from tests.conftest import bearer, user_claims
 from tests.factories import fhir
 
 
@@ -13,7 +15,9 @@ def _create(client: TestClient, resource: dict[str, Any]) -> str:
     return str(response.json()["id"])
 
 
-def _refile(client: TestClient, path: str, **values: str) -> Any:
+def _refile(
+    client: TestClient, path: str, headers: dict[str, str] | None = None, **values: str
+) -> Any:
     parameters = [
         {"name": "patient", "valueReference": {"reference": values["patient"]}}
         if name == "patient"
@@ -21,11 +25,15 @@ def _refile(client: TestClient, path: str, **values: str) -> Any:
         for name, value in values.items()
     ]
     return client.post(
-        f"/fhir/{path}/$refile", json={"resourceType": "Parameters", "parameter": parameters}
+        f"/fhir/{path}/$refile",
+        json={"resourceType": "Parameters", "parameter": parameters},
+        headers=headers,
     )
 
 
-def test_refile_marks_the_wrong_copy_and_files_a_new_one(client: TestClient) -> None:
+def test_refile_marks_the_wrong_copy_and_files_a_new_one(
+    client: TestClient, issuer: DevelopmentIssuer
+) -> None:
     wrong = _create(client, fhir.patient(family="Wrong"))
     right = _create(client, fhir.patient(family="Right"))
     observation = _create(client, fhir.observation(patient_id=wrong))
@@ -34,7 +42,7 @@ def test_refile_marks_the_wrong_copy_and_files_a_new_one(client: TestClient) -> 
         f"Observation/{observation}",
         patient=f"Patient/{right}",
         reason="filed against the wrong patient at clinic",
-        steward="records-officer-1",
+        headers=bearer(issuer, user_claims("records-officer-1")),
     )
     assert response.status_code == 200, response.text
     result = {p["name"]: p["valueReference"]["reference"] for p in response.json()["parameter"]}
@@ -46,7 +54,8 @@ def test_refile_marks_the_wrong_copy_and_files_a_new_one(client: TestClient) -> 
     assert new["status"] == "final"
     assert new["valueQuantity"] == old["valueQuantity"]
     provenance = client.get(f"/fhir/{result['provenance']}").json()
-    assert provenance["agent"][0]["who"]["display"] == "records-officer-1"
+    # The signed-in user made the correction.
+    assert provenance["agent"][0]["who"] == {"reference": "Practitioner/records-officer-1"}
     assert provenance["reason"][0]["text"] == "filed against the wrong patient at clinic"
     # The right patient's record has it; the wrong one's keeps it only as entered-in-error.
     right_obs = client.get("/fhir/Observation", params={"patient": right}).json()
@@ -57,9 +66,7 @@ def test_refile_of_a_condition_uses_its_verification_status(client: TestClient) 
     wrong = _create(client, fhir.patient(family="Wrong"))
     right = _create(client, fhir.patient(family="Right"))
     condition = _create(client, fhir.condition(patient_id=wrong))
-    response = _refile(
-        client, f"Condition/{condition}", patient=f"Patient/{right}", reason="r", steward="s"
-    )
+    response = _refile(client, f"Condition/{condition}", patient=f"Patient/{right}", reason="r")
     assert response.status_code == 200, response.text
     old = client.get(f"/fhir/Condition/{condition}").json()
     assert old["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
@@ -71,16 +78,10 @@ def test_refile_bad_input(client: TestClient) -> None:
     observation = _create(client, fhir.observation(patient_id=patient))
     missing = _refile(client, f"Observation/{observation}", patient=f"Patient/{patient}")
     assert missing.status_code == 400
-    same = _refile(
-        client, f"Observation/{observation}", patient=f"Patient/{patient}", reason="r", steward="s"
-    )
+    same = _refile(client, f"Observation/{observation}", patient=f"Patient/{patient}", reason="r")
     assert same.status_code == 400
-    nobody = _refile(
-        client, f"Observation/{observation}", patient="Patient/nobody", reason="r", steward="s"
-    )
+    nobody = _refile(client, f"Observation/{observation}", patient="Patient/nobody", reason="r")
     assert nobody.status_code == 404
-    unknown = _refile(
-        client, "Observation/nothing", patient=f"Patient/{patient}", reason="r", steward="s"
-    )
+    unknown = _refile(client, "Observation/nothing", patient=f"Patient/{patient}", reason="r")
     assert unknown.status_code == 404
     assert client.get(f"/fhir/Observation/{observation}").json()["status"] == "final"

@@ -1,0 +1,120 @@
+"""The demo personas: who a new user can sign in as with the development issuer.
+
+Each is a real Practitioner (or Patient) of the synthetic demo data. Roles: R8000 (clinical
+practitioner), R8001 (nurse) and R8008 (admin/clinical support) are national RBAC access
+role codes as a smartcard carries them; social care and partnership roles, which national
+RBAC does not cover, use the partnership's own codes (``CJ...``).
+"""
+
+from dataclasses import dataclass
+
+from carejoin.synthetic import COUNCIL, HOSPITAL, PRACTICES, first_person_patient_id
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    name: str
+    description: str
+    claims: dict[str, str]
+
+
+def _staff(name: str, description: str, user: str, ods: str, role: str, scope: str) -> Persona:
+    return Persona(
+        name,
+        description,
+        {
+            "sub": user,
+            "fhirUser": f"Practitioner/{user}",
+            "organization": ods,
+            "role": role,
+            "scope": scope,
+        },
+    )
+
+
+def personas(seed: int = 2026) -> dict[str, Persona]:
+    practice = PRACTICES[0]
+    patient = first_person_patient_id(seed)
+    every = [
+        _staff(
+            "gp",
+            f"GP at {practice.name}",
+            f"gp-{practice.ods}-0",
+            practice.ods,
+            "R8000",
+            "user/*.cruds",
+        ),
+        _staff(
+            "hospital-doctor",
+            f"Consultant at {HOSPITAL.name}",
+            "hosp-doctor-1",
+            HOSPITAL.ods,
+            "R8000",
+            "user/*.cruds",
+        ),
+        _staff(
+            "ward-nurse",
+            "Ward nurse at the hospital",
+            "hosp-nurse-1",
+            HOSPITAL.ods,
+            "R8001",
+            "user/*.cruds",
+        ),
+        _staff(
+            "social-worker",
+            f"Social worker at {COUNCIL.name}",
+            "asc-sw-1",
+            COUNCIL.ods,
+            "CJ0001",
+            "user/*.cruds",
+        ),
+        _staff(
+            "care-coordinator",
+            "Care coordinator in the integrated team",
+            "coord-1",
+            COUNCIL.ods,
+            "CJ0002",
+            "user/*.cruds",
+        ),
+        _staff(
+            "privacy-officer",
+            "The partnership's privacy officer",
+            "privacy-1",
+            HOSPITAL.ods,
+            "CJ0003",
+            "user/*.rs",
+        ),
+        _staff(
+            "data-steward",
+            "Identity data steward (the review queue)",
+            "steward-1",
+            HOSPITAL.ods,
+            "R8008",
+            "user/Person.cruds user/Patient.rs user/Provenance.rs",
+        ),
+        Persona(
+            "patient",
+            "The person, seeing their own record",
+            {"sub": f"patient-{patient}", "patient": patient, "scope": "patient/*.rs"},
+        ),
+        Persona(
+            "hospital-pas",
+            "The hospital's patient administration system (ADT feed)",
+            {
+                "sub": "hospital-pas",
+                "client_id": "hospital-pas",
+                "organization": HOSPITAL.ods,
+                "scope": "system/Patient.cru system/Encounter.cru",
+            },
+        ),
+        Persona(
+            "integration",
+            "The partnership's integration engine (loads every source)",
+            {
+                "sub": "integration",
+                "client_id": "integration",
+                "scope": "system/*.cruds",
+            },
+        ),
+    ]
+    return {persona.name: persona for persona in every}

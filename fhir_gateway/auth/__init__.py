@@ -1,0 +1,1 @@
+"""Bearer tokens: verification, the development issuer, and the request's access context."""

@@ -1,0 +1,135 @@
+"""Verifying bearer tokens and turning them into an access context.
+
+Every FHIR request but ``/metadata`` and the SMART configuration carries
+``Authorization: Bearer <JWT>``. The token must be signed by the configured issuer (its JWKS,
+or the development issuer's key), be for this server (``aud``), be unexpired, and carry the
+claims ``consent.context`` needs. Anything else is a 401 with an OperationOutcome and a
+``WWW-Authenticate`` challenge (RFC 6750); the reason goes in the outcome, never the token.
+
+Verified tokens are remembered (bounded, by the token's exact text, until they expire), so
+a client that sends the same token on every request pays for one signature check.
+"""
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jwt
+
+from consent.context import AccessContext, InvalidClaims, context_from_claims
+from fhir_gateway.outcomes import Unauthorized
+
+KeyResolver = Callable[[str], Any]  # token -> the public key that should have signed it
+
+
+class InvalidToken(Unauthorized):
+    """No usable bearer token (401)."""
+
+    def __init__(self, message: str, *, error: str = "invalid_token") -> None:
+        super().__init__(message)
+        challenge = 'Bearer realm="carejoin"'
+        if error:
+            challenge += f', error="{error}", error_description="{message}"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        resolve_key: KeyResolver,
+        algorithms: Sequence[str] = ("RS256", "ES256"),
+        leeway: int = 30,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self._resolve_key = resolve_key
+        self._algorithms = list(algorithms)
+        self._leeway = leeway
+        self._cache: OrderedDict[str, AccessContext] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> AccessContext:
+        """The access context of ``token``, or InvalidToken."""
+        now = time.time()
+        with self._lock:
+            cached = self._cache.get(token)
+            if cached is not None:
+                if cached.expires_at + self._leeway > now:
+                    self._cache.move_to_end(token)
+                    return cached
+                del self._cache[token]
+        context = self._verify(token)
+        with self._lock:
+            self._cache[token] = context
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return context
+
+    def _verify(self, token: str) -> AccessContext:
+        try:
+            key = self._resolve_key(token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self._algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The access token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("The access token is not for this server (audience)") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("The access token was not issued by a trusted issuer") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("The access token's signature is not valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"The access token lacks the '{exc.claim}' claim") from None
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise InvalidToken(f"The access token is not valid: {_short(exc)}") from None
+        try:
+            return context_from_claims(claims)
+        except InvalidClaims as exc:
+            raise InvalidToken(str(exc)) from None
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token in an ``Authorization`` header, or InvalidToken."""
+    if not authorization:
+        raise InvalidToken(
+            "This request needs an access token (Authorization: Bearer ...)", error=""
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken(
+            "The Authorization header must be 'Bearer <token>'", error="invalid_request"
+        )
+    return token.strip()
+
+
+def jwks_resolver(jwks_url: str) -> KeyResolver:
+    """Keys from the identity provider's JWKS, fetched on demand and cached."""
+    # The key set is cached for five minutes, so a withdrawn key stops working within that.
+    client = jwt.PyJWKClient(jwks_url, lifespan=300, timeout=5)
+
+    def resolve(token: str) -> Any:
+        try:
+            return client.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError as exc:
+            # The issuer cannot be reached: fail closed.
+            raise InvalidToken(f"The identity provider's keys cannot be fetched: {exc}") from None
+
+    return resolve
