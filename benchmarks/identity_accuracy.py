@@ -10,8 +10,10 @@ No database: this measures the rules and the clustering. Seed 1 is the tuning se
 import argparse
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import combinations
+from typing import Any, NamedTuple
 
 from benchmarks.common import machine
 from benchmarks.identity_population import VERSION, population
@@ -31,8 +33,26 @@ def _prf(
     return precision, recall, 2 * precision * recall / (precision + recall)
 
 
-def run(people: int, seed: int) -> dict[str, float]:
-    keys, patients = zip(*population(people, seed), strict=True)
+class Measured(NamedTuple):
+    figures: dict[str, float]
+    truth: set[tuple[int, int]]  # pairs of records of one person
+    linked: set[tuple[int, int]]  # pairs in one cluster after linking
+    nhs_only: set[tuple[int, int]]  # pairs sharing an NHS number
+
+
+def hard_cases(keys: Sequence[str], pairs: set[tuple[int, int]]) -> tuple[int, int]:
+    """Pairs of twins, and of a baby and its parent, among ``pairs``."""
+    twins = sum(
+        1 for i, j in pairs if keys[i] != keys[j] and keys[i].rstrip("t") == keys[j].rstrip("t")
+    )
+    babies = sum(
+        1 for i, j in pairs if keys[i] != keys[j] and keys[i].rstrip("b") == keys[j].rstrip("b")
+    )
+    return twins, babies
+
+
+def measure(keys: Sequence[str], patients: Sequence[dict[str, Any]]) -> Measured:
+    """Link ``patients`` in memory; ``keys[i]`` is the true person of ``patients[i]``."""
     records = records_from_patients(list(patients))
     began = time.perf_counter()
     plan = plan_links(records)
@@ -48,15 +68,11 @@ def run(people: int, seed: int) -> dict[str, float]:
             by_nhs[nhs.value].add(i)
     t = _pairs(truth)
     p = _pairs(predicted)
+    n = _pairs(by_nhs)
     precision, recall, f1 = _prf(t, p)
-    nhs_p, nhs_r, nhs_f = _prf(t, _pairs(by_nhs))
-    twins = [
-        (i, j) for i, j in p if keys[i] != keys[j] and keys[i].rstrip("t") == keys[j].rstrip("t")
-    ]
-    babies = [
-        (i, j) for i, j in p if keys[i] != keys[j] and keys[i].rstrip("b") == keys[j].rstrip("b")
-    ]
-    return {
+    nhs_p, nhs_r, nhs_f = _prf(t, n)
+    twins, babies = hard_cases(keys, p)
+    figures: dict[str, float] = {
         "records": len(records),
         "true_pairs": len(t),
         "precision": precision,
@@ -65,12 +81,18 @@ def run(people: int, seed: int) -> dict[str, float]:
         "nhs_only_precision": nhs_p,
         "nhs_only_recall": nhs_r,
         "nhs_only_f1": nhs_f,
-        "twins_wrongly_linked_pairs": len(twins),
-        "babies_wrongly_linked_pairs": len(babies),
+        "twins_wrongly_linked_pairs": twins,
+        "babies_wrongly_linked_pairs": babies,
         "reviews": len(plan.reviews),
         "pairs_scored": plan.pairs_scored,
         "link_seconds": elapsed,
     }
+    return Measured(figures, t, p, n)
+
+
+def run(people: int, seed: int) -> dict[str, float]:
+    keys, patients = zip(*population(people, seed), strict=True)
+    return measure(keys, patients).figures
 
 
 def main() -> None:
