@@ -3,7 +3,7 @@
 import logging
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -424,6 +424,68 @@ def _link_identities(factory: sessionmaker[Session]) -> None:
 
 def _no_get(_session: object, url: str) -> transaction.EntryResponse:
     raise typer.BadParameter(f"demo bundles do not read ({url})")
+
+
+audit_app = typer.Typer(help="The audit trail: sealing and verification.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+def _age(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h {minutes}m {seconds}s" if hours else f"{minutes}m {seconds}s"
+
+
+@audit_app.command("seal")
+def audit_seal() -> None:
+    """Seal every audit event waiting for a block now, and print the new blocks' numbers."""
+    from fhir_gateway.audit import sealer
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        numbers = sealer.seal_all(
+            session_factory_for(engine), block_size=settings.gateway().audit_block_size
+        )
+    finally:
+        engine.dispose()
+    if numbers:
+        typer.echo(f"Sealed {len(numbers)} block(s): {', '.join(str(n) for n in numbers)}")
+    else:
+        typer.echo("Nothing to seal: every audit event is in a block.")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute every sealed block and check the hash chain. Exits 1 if any block is broken;
+    events not sealed yet are reported as a warning."""
+    from fhir_gateway.audit import sealer
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        with session_factory_for(engine).begin() as session:
+            report = sealer.verify(session, now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+    typer.echo(f"Checked {report.blocks} block(s) holding {report.events} audit event(s).")
+    if report.latest_hash is not None:
+        typer.echo(f"Latest block {report.latest_block}: hash {report.latest_hash}")
+    for block in report.broken:
+        typer.echo(f"BROKEN block {block.number}: {'; '.join(block.reasons)}", err=True)
+    if report.unsealed:
+        oldest = report.oldest_unsealed_age
+        age = f"; the oldest is {_age(oldest)} old" if oldest is not None else ""
+        typer.echo(f"warning: {report.unsealed} audit event(s) are not sealed yet{age}", err=True)
+    if report.broken:
+        typer.echo(
+            f"The audit trail is NOT intact: {len(report.broken)} broken block(s).", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo("The audit trail is intact.")
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=10, ge=1)
     pool_pre_ping: bool = False
     dispatch_events: bool = True
+    audit_seal_interval: float = Field(default=2.0, ge=0, le=3600)
+    audit_block_size: int = Field(default=10000, ge=1, le=1_000_000)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @model_validator(mode="after")
@@ -51,6 +53,8 @@ class Settings(BaseSettings):
             pool_size=self.pool_size,
             pool_pre_ping=self.pool_pre_ping,
             dispatch_events=self.dispatch_events,
+            audit_seal_interval=self.audit_seal_interval,
+            audit_block_size=self.audit_block_size,
             auth=self.auth,
         )
 

@@ -20,10 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_gateway import events
+from fhir_gateway.access.service import AgreementStore
+from fhir_gateway.audit import sealer
 from fhir_gateway.auth import dependencies as auth
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.identity import handlers as identity_handlers
 from fhir_gateway.outcomes import Issue, OutcomeError, outcome
+from fhir_gateway.rest.audit import audit_failure
+from fhir_gateway.rest.audit import router as audit_router
 from fhir_gateway.rest.auth import router as auth_router
 from fhir_gateway.rest.feeds import router as feeds_router
 from fhir_gateway.rest.identity import router as identity_router
@@ -92,13 +96,25 @@ def create_app(
                     interval=settings.dispatch_interval,
                 )
             )
+        sealing = None
+        # The sealer is a background worker like the dispatcher, so it runs only where they
+        # run (tests drive both explicitly); an interval of 0 turns it off on its own.
+        if settings.dispatch_events and settings.audit_seal_interval > 0:
+            sealing = asyncio.create_task(
+                sealer.run_forever(
+                    app.state.session_factory,
+                    interval=settings.audit_seal_interval,
+                    block_size=settings.audit_block_size,
+                )
+            )
         try:
             yield
         finally:
-            if dispatching is not None:
-                dispatching.cancel()
-                with suppress(asyncio.CancelledError):
-                    await dispatching
+            for task in (dispatching, sealing):
+                if task is not None:
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
             await reader.close()
             if owned:
                 app.state.engine.dispose()
@@ -117,8 +133,10 @@ def create_app(
     if engine is not None:
         _bind(app, engine)
     auth.install(app, settings.auth)
+    app.state.agreements = AgreementStore(default_path=settings.agreement_path)
     app.include_router(auth_router)
     app.include_router(fhir_public_router)
+    app.include_router(audit_router)  # before fhir_router, whose /fhir/{type} would take it
     app.include_router(fhir_router)
     app.include_router(identity_router)
     app.include_router(feeds_router)
@@ -152,11 +170,12 @@ def unit_of_work_factory(factory: sessionmaker[Session]) -> Callable[[], Any]:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OutcomeError)
-    async def on_outcome(_request: Request, exc: OutcomeError) -> Response:
+    async def on_outcome(request: Request, exc: OutcomeError) -> Response:
+        await audit_failure(request, exc.status_code, exc.message)
         return _outcome_response(exc.status_code, exc.to_outcome(), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation(_request: Request, exc: RequestValidationError) -> Response:
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
         issues = [
             Issue(
                 code="invalid",
@@ -165,6 +184,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
             for err in exc.errors()
         ]
+        await audit_failure(request, 400, "; ".join(i.diagnostics for i in issues))
         return _outcome_response(400, outcome(*issues))
 
     @app.exception_handler(StarletteHTTPException)
@@ -176,6 +196,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             message = f"{request.method} is not allowed on {request.url.path}"
         else:
             message = str(exc.detail)
+        await audit_failure(request, exc.status_code, message)
         return _outcome_response(
             exc.status_code,
             outcome(Issue(code=code, diagnostics=message)),
@@ -192,12 +213,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             request_id,
             exc_info=exc,
         )
-        return _outcome_response(
-            500,
-            outcome(
-                Issue(
-                    code="exception",
-                    diagnostics=f"An internal error occurred (request {request_id}); it has been logged",
-                )
-            ),
-        )
+        message = f"An internal error occurred (request {request_id}); it has been logged"
+        await audit_failure(request, 500, message)
+        return _outcome_response(500, outcome(Issue(code="exception", diagnostics=message)))

@@ -73,7 +73,24 @@ class GatewaySettings(BaseModel):
         description="Run the outbox dispatcher (identity linking...) in this process.",
     )
     dispatch_interval: float = Field(default=0.25, gt=0, le=60)
+    audit_seal_interval: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="Seconds between sealing passes of the audit trail; 0 turns the sealer off. "
+        "The sealer runs only where the background workers do (dispatch_events).",
+    )
+    audit_block_size: int = Field(
+        default=10000, ge=1, le=1_000_000, description="Most audit events sealed in one block."
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    agreement_path: str | None = Field(
+        default=None,
+        description=(
+            "The sharing agreement (JSON) in force while none has been loaded through the "
+            "admin API; with neither, nothing is shared."
+        ),
+    )
 
     @model_validator(mode="after")
     def _auth_defaults(self) -> "GatewaySettings":

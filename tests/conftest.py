@@ -7,6 +7,7 @@ or the URL given) and unreachable the suite fails loudly; on a machine without i
 PostgreSQL half is skipped with one clear reason.
 """
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.db import create_engine_for
 from fhir_gateway.settings import AuthSettings, GatewaySettings
 from fhir_gateway.store.reads import ConnectionReader
+from tests.factories.agreement import test_agreement
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BASE_URL = "http://testserver/fhir"
@@ -149,8 +151,15 @@ def bearer(issuer: DevelopmentIssuer, claims: dict[str, object]) -> dict[str, st
     return {"Authorization": f"Bearer {issuer.issue(claims)}"}
 
 
+@pytest.fixture(scope="session")
+def agreement_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("agreement") / "agreement.json"
+    path.write_text(json.dumps(test_agreement()))
+    return str(path)
+
+
 @pytest.fixture
-def gateway_settings(auth_settings: AuthSettings) -> GatewaySettings:
+def gateway_settings(auth_settings: AuthSettings, agreement_path: str) -> GatewaySettings:
     # The dispatcher is driven explicitly by the tests that need it, in the test's transaction.
     return GatewaySettings(
         database_url="sqlite://",
@@ -158,6 +167,7 @@ def gateway_settings(auth_settings: AuthSettings) -> GatewaySettings:
         max_body_bytes=64 * 1024,
         dispatch_events=False,
         auth=auth_settings,
+        agreement_path=agreement_path,
     )
 
 

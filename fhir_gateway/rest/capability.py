@@ -55,6 +55,33 @@ def capability_statement(*, base_url: str, software_version: str) -> dict[str, A
             }
         )
     for resource in resources:
+        if resource["type"] == "AuditEvent":
+            # The audit trail is written by the server alone and read by privacy officers
+            # (and, for their own record, the person): docs/audit.md.
+            resource.update(
+                {
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "versioning": "no-version",
+                    "readHistory": False,
+                    "updateCreate": False,
+                    "conditionalCreate": False,
+                    "conditionalUpdate": False,
+                    "conditionalDelete": "not-supported",
+                    "searchInclude": [],
+                    "searchParam": [
+                        {"name": name, "type": kind}
+                        for name, kind in (
+                            ("agent", "reference"),
+                            ("agent-role", "token"),
+                            ("date", "date"),
+                            ("organization", "token"),
+                            ("outcome", "token"),
+                            ("patient", "reference"),
+                            ("purpose", "token"),
+                        )
+                    ],
+                }
+            )
         if resource["type"] in REFILABLE_TYPES:
             resource["operation"] = [
                 {

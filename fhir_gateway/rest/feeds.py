@@ -16,12 +16,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from fhir_gateway.access import request as consent
 from fhir_gateway.auth.dependencies import access, authenticate, require_scope
 from fhir_gateway.feeds import adt
 from fhir_gateway.outcomes import Invalid, UnsupportedMediaType
 from fhir_gateway.rest.http import media_type, read_body
 
-router = APIRouter(prefix="/feeds", tags=["feeds"], dependencies=[Depends(authenticate)])
+router = APIRouter(
+    prefix="/feeds",
+    tags=["feeds"],
+    dependencies=[Depends(authenticate), Depends(consent.bind_writer)],
+)
 
 HL7_MEDIA = "x-application/hl7-v2+er7"
 ACCEPTED_MEDIA = {HL7_MEDIA, "application/hl7-v2", "text/plain", "application/edi-hl7"}

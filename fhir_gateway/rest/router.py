@@ -15,10 +15,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from consent.audit import Action
+from consent.context import CallerKind
+from fhir_gateway.access import request as consent
+from fhir_gateway.access.people import person_references
+from fhir_gateway.audit.repository import add_events
 from fhir_gateway.auth.dependencies import access, authenticate, require_scope, steward_of
 from fhir_gateway.db import UnitOfWork
 from fhir_gateway.identity import service as identity
+from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM
 from fhir_gateway.outcomes import (
+    Forbidden,
     Invalid,
     MethodNotAllowed,
     NotFound,
@@ -41,8 +48,9 @@ from fhir_gateway.search.params import SearchError, parse_search
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import refile, repository, service, transaction
 from fhir_gateway.store.everything import everything
-from fhir_gateway.store.reads import ResourceReader
+from fhir_gateway.store.reads import ReadAccess, ResourceReader
 from fhir_gateway.store.repository import StoredResource
+from fhir_gateway.store.visibility import compile_visibility
 from fhir_gateway.validation import (
     dumps,
     parse_json,
@@ -54,7 +62,9 @@ MEDIA = f"{FHIR_JSON}; charset=utf-8"
 
 # /metadata and the SMART configuration are public; everything else needs a bearer token.
 public_router = APIRouter(prefix="/fhir")
-router = APIRouter(prefix="/fhir", dependencies=[Depends(authenticate)])
+router = APIRouter(
+    prefix="/fhir", dependencies=[Depends(authenticate), Depends(consent.bind_writer)]
+)
 
 
 def _uow(request: Request) -> AbstractContextManager[Session]:
@@ -86,6 +96,21 @@ def _permitted(request: Request, resource_type: str, permission: str) -> str:
     resource_type = _type(resource_type)
     require_scope(access(request), resource_type, permission)
     return resource_type
+
+
+def _audit_page(
+    request: Request,
+    session: Session,
+    *,
+    interaction: str,
+    resources: list[StoredResource],
+    now: datetime,
+    action: Action = Action.READ,
+) -> None:
+    """One AuditEvent per person whose data is released, in the request's transaction."""
+    persons = person_references(session, (r.patient_id for r in resources)).values()
+    record = consent.audit_record(request, action=action, interaction=interaction, now=now)
+    add_events(session, consent.per_person(record, persons))
 
 
 def fhir_response(
@@ -160,9 +185,11 @@ def _history(request: Request, resource_type: str | None, resource_id: str | Non
     if cursor_text is not None and not cursor_text.isdigit():
         raise Invalid("The history paging cursor is not valid")
     cursor = int(cursor_text) if cursor_text else None
+    now = _now()
+    visible = compile_visibility(consent.visible_sync(request), now=now)
     with _uow(request) as session:
         if resource_type is not None and resource_id is not None:
-            service.read_any(session, resource_type, resource_id)
+            service.read_any(session, resource_type, resource_id, visible=visible)
         rows, next_pk = service.history(
             session,
             resource_type=resource_type,
@@ -170,6 +197,17 @@ def _history(request: Request, resource_type: str | None, resource_id: str | Non
             since=since,
             count=count,
             cursor=cursor,
+            visible=visible,
+        )
+        interaction = (
+            "history-instance"
+            if resource_id
+            else "history-type"
+            if resource_type
+            else "history-system"
+        )
+        _audit_page(
+            request, session, interaction=interaction, resources=[r for r, _ in rows], now=now
         )
     base = _base(request)
     path = "/".join(p for p in (base, resource_type, resource_id, "_history") if p)
@@ -239,6 +277,36 @@ async def refile_resource(request: Request, resource_type: str, resource_id: str
 
 
 MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
+
+
+def minimal_demographics(stored: StoredResource) -> dict[str, Any]:
+    """What $match releases of a Patient: enough to confirm identity, nothing clinical
+    (NHS number, names, birth date, sex, postcode), marked SUBSETTED."""
+    assert stored.body is not None
+    patient = parse_json(stored.body.encode())
+    meta = dict(patient.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    minimal: dict[str, Any] = {"resourceType": "Patient", "id": patient["id"], "meta": meta}
+    identifiers = [
+        i for i in patient.get("identifier") or () if i.get("system") == NHS_NUMBER_SYSTEM
+    ]
+    if identifiers:
+        minimal["identifier"] = identifiers
+    for key in ("name", "gender", "birthDate"):
+        if key in patient:
+            minimal[key] = patient[key]
+    postcodes = [
+        {"postalCode": a["postalCode"]}
+        for a in patient.get("address") or ()
+        if isinstance(a, dict) and a.get("postalCode")
+    ]
+    if postcodes:
+        minimal["address"] = postcodes
+    return minimal
 
 
 @router.post("/Patient/$match")
@@ -246,6 +314,13 @@ async def patient_match(request: Request) -> Response:
     """R4 Patient-match: candidates for a Patient, scored and graded (certain .. possible)."""
     check_accept(request)
     _permitted(request, "Patient", "s")
+    agreement = await consent.agreement_async(request)
+    context = access(request)
+    clause = agreement.system_clients.get(context.client_id or "")
+    if context.kind is not CallerKind.SYSTEM or clause is None or not clause.match:
+        # Matching searches every source's demographics: only the systems the agreement
+        # names may ask (a member of staff finds a person by searching their shared record).
+        raise Forbidden("The sharing agreement does not name this caller for Patient/$match")
     data = await _resource_body(request)
     if data.get("resourceType") != "Parameters":
         raise Invalid("Patient/$match takes a Parameters resource")
@@ -284,6 +359,15 @@ async def patient_match(request: Request) -> Response:
             stored = repository.get_current_many(
                 session, [("Patient", p) for p, _person, _m in found]
             )
+            released = [r for r in stored.values() if not r.deleted]
+            _audit_page(
+                request,
+                session,
+                interaction="$match",
+                resources=released,
+                now=_now(),
+                action=Action.EXECUTE,
+            )
         entries = []
         for patient_id, _person, match in found:
             current = stored.get(("Patient", patient_id))
@@ -292,7 +376,7 @@ async def patient_match(request: Request) -> Response:
             entries.append(
                 {
                     "fullUrl": render.full_url(current, base_url=base),
-                    "resource": render.body_fragment(current, summary=None, elements=()),
+                    "resource": minimal_demographics(current),
                     "search": {
                         "extension": [{"url": MATCH_GRADE, "valueCode": match.grade}],
                         "mode": "match",
@@ -346,8 +430,10 @@ def patient_everything(request: Request, patient_id: str) -> Response:
         end = parse_range(params["end"])[1] if "end" in params else None
     except InvalidDate as exc:
         raise Invalid(str(exc)) from exc
+    now = _now()
+    visible = compile_visibility(consent.visible_sync(request), now=now)
     with _uow(request) as session:
-        service.read(session, "Patient", patient_id)
+        service.read(session, "Patient", patient_id, visible=visible)
         person_id, patient_ids = identity.joined_patients(session, patient_id)
         page = everything(
             session,
@@ -358,6 +444,7 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             since=since,
             start=start,
             end=end,
+            visible=visible,
         )
         included = list(page.included)
         matched = {(r.resource_type, r.resource_id) for r in page.resources}
@@ -369,9 +456,16 @@ def patient_everything(request: Request, patient_id: str) -> Response:
         ):
             # The Person is in its first patient's compartment (Person.link), so it is usually
             # a match already; otherwise it comes as an include.
-            person = repository.get_current(session, "Person", person_id)
+            person = repository.get_current(session, "Person", person_id, visible=visible)
             if person is not None and not person.deleted:
                 included.insert(0, person)
+        _audit_page(
+            request,
+            session,
+            interaction="$everything",
+            resources=[*page.resources, *included],
+            now=now,
+        )
     base = _base(request)
     path = f"{base}/Patient/{patient_id}/$everything"
     kept = [(k, v) for k, v in params.multi_items() if k != "_cursor"]
@@ -413,7 +507,11 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
     check_accept(request)
     resource_type = _permitted(request, resource_type, "r")
     stored = service.require_current(
-        await _reader(request).current(resource_type, resource_id), resource_type, resource_id
+        await _reader(request).current(
+            resource_type, resource_id, await _read_access(request, "read")
+        ),
+        resource_type,
+        resource_id,
     )
     headers = render.resource_headers(stored, base_url=_base(request), location=False)
     summary = request.query_params.get("_summary")
@@ -437,11 +535,22 @@ async def vread(
     resource_type = _permitted(request, resource_type, "r")
     if not version_id.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
-    found = await _reader(request).version(resource_type, resource_id, int(version_id))
+    found = await _reader(request).version(
+        resource_type, resource_id, int(version_id), await _read_access(request, "vread")
+    )
     stored = service.require_version(found, resource_type, resource_id, version_id)
     assert stored.body is not None
     headers = render.resource_headers(stored, base_url=_base(request), location=False)
     return fhir_response(stored.body.encode(), headers=headers)
+
+
+async def _read_access(request: Request, interaction: str) -> ReadAccess:
+    now = _now()
+    return ReadAccess(
+        predicate=await consent.visible_async(request),
+        now=now,
+        audit=consent.audit_record(request, action=Action.READ, interaction=interaction, now=now),
+    )
 
 
 def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) -> Response:
@@ -459,11 +568,20 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
     except SearchError as exc:
         raise Invalid(str(exc)) from exc
     base = _base(request)
-    with _uow(request) as session:
-        result = service.search(session, search_request, base_url=base)
+    now = _now()
+    visible = compile_visibility(consent.visible_sync(request), now=now)
     context = access(request)
-    # An included resource whose type the scopes do not let the caller read is left out.
-    included = [r for r in result.included if context.allows(r.resource_type, "r")]
+    with _uow(request) as session:
+        result = service.search(session, search_request, base_url=base, visible=visible)
+        # An included resource whose type the scopes do not let the caller read is left out.
+        included = [r for r in result.included if context.allows(r.resource_type, "r")]
+        _audit_page(
+            request,
+            session,
+            interaction="search-type",
+            resources=[*result.page.resources, *included],
+            now=now,
+        )
     ignored = set(search_request.ignored)
     kept = [(k, v) for k, v in items if k not in ignored]
     body = render.searchset(

@@ -289,9 +289,21 @@ def base_query(
     return select(row.pk), clauses
 
 
-def run_search(session: Session, request: SearchRequest, *, base_url: str) -> SearchPage:
-    """One page of matching resources, with the total when asked for and the cursors."""
+def run_search(
+    session: Session,
+    request: SearchRequest,
+    *,
+    base_url: str,
+    visible: ColumnElement[bool] | None = None,
+) -> SearchPage:
+    """One page of matching resources, with the total when asked for and the cursors.
+
+    ``visible`` restricts the matches before they are counted, sorted or paged, so neither
+    ``Bundle.total`` nor the paging reveals what the caller may not see.
+    """
     _, clauses = base_query(request, base_url=base_url)
+    if visible is not None:
+        clauses.append(visible)
     row = ResourceRow
     keys = request.sort
     sort_columns = [sort_expression(k, row) for k in keys]

@@ -86,11 +86,14 @@ def everything(
     since: datetime | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    visible: ColumnElement[bool] | None = None,
 ) -> EverythingPage:
     conditions: list[ColumnElement[bool]] = [
         ResourceRow.patient_id.in_(list(patient_ids)),
         ResourceRow.deleted.is_(False),
     ]
+    if visible is not None:
+        conditions.append(visible)
     if types:
         conditions.append(ResourceRow.resource_type.in_(list(types)))
     if since is not None:
@@ -127,7 +130,7 @@ def everything(
             )
             .distinct()
         ).all()
-        found = repository.get_current_many(session, [(t, i) for t, i in targets])
+        found = repository.get_current_many(session, [(t, i) for t, i in targets], visible=visible)
         included = sorted(
             (r for r in found.values() if not r.deleted),
             key=lambda r: (r.resource_type, r.resource_id),

@@ -78,6 +78,11 @@ class ResourceRow(Base):
     source: Mapped[str | None] = mapped_column(String(255))
     # meta.security codes, space separated, for the consent layer's label predicates.
     security: Mapped[str | None] = mapped_column(String(1024))
+    # The ODS code of the organisation that recorded it (from meta.source), and its
+    # sensitive-data categories (" a b ", see consent.visibility.labels_text): the labels
+    # consent's predicates test. A delete keeps them, so history stays governed.
+    source_org: Mapped[str | None] = mapped_column(String(32))
+    sensitivity: Mapped[str | None] = mapped_column(String(512))
     body: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (

@@ -2,29 +2,53 @@
 
 A read is one indexed SELECT that returns the stored JSON text, so what it costs is
 round trips and per-request overhead, not the query. On PostgreSQL, ``PostgresReader`` runs
-that SELECT on psycopg's asyncio connection pool, on the event loop, in autocommit (one round
-trip, no BEGIN/COMMIT), as a server-side prepared statement. The SQL is compiled once from
-the same SQLAlchemy table definitions the rest of the store uses, so there is one source of
-truth for names. ``ConnectionReader`` runs the repository's ordinary queries in the thread
-pool: it serves SQLite (the embedded default) and the tests that hold a connection open.
+it on psycopg's asyncio connection pool, on the event loop, in autocommit, as a server-side
+prepared statement, and the statement does three things at once: it finds the resource only
+if the caller may see it (consent's predicate, compiled by ``store.visibility``), it inserts
+the AuditEvent for the access (a data-modifying CTE), and it returns the row. Autocommit makes
+that one statement one transaction, so the audit record is committed before a byte of the
+resource leaves, and a failed audit insert returns nothing. The SQL is compiled from the same
+SQLAlchemy table definitions the rest of the store uses, once per shape of consent predicate.
+
+``ConnectionReader`` does the same with the repository's ordinary queries in one transaction
+in the thread pool: it serves SQLite (the embedded default) and the tests that hold a
+connection open.
 """
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import replace
-from datetime import UTC
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from consent.audit import AuditRecord
+from consent.visibility import Predicate
+from fhir_gateway.access.people import person_references
+from fhir_gateway.audit.models import AuditEventRow
+from fhir_gateway.audit.repository import add_events, row_values
+from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.store import repository
-from fhir_gateway.store.models import HistoryRow, ResourceRow
+from fhir_gateway.store.models import HistoryRow, ResourceRow, UtcDateTime
 from fhir_gateway.store.repository import StoredResource
+from fhir_gateway.store.visibility import compile_visibility
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAccess:
+    """Who is reading: what they may see, and the audit record of the read (``person`` and
+    ``resource`` are filled in from the row found)."""
+
+    predicate: Predicate
+    now: datetime
+    audit: AuditRecord
 
 
 class ResourceReader(Protocol):
@@ -32,15 +56,33 @@ class ResourceReader(Protocol):
 
     async def close(self) -> None: ...
 
-    async def current(self, resource_type: str, resource_id: str) -> StoredResource | None: ...
+    async def current(
+        self, resource_type: str, resource_id: str, access: ReadAccess
+    ) -> StoredResource | None: ...
 
     async def version(
-        self, resource_type: str, resource_id: str, version_id: int
+        self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess
     ) -> StoredResource | None: ...
 
 
+def _audited(access: ReadAccess, db: Session | Connection, found: StoredResource | None) -> None:
+    if found is None or found.deleted:
+        return  # a miss or a 410 is audited by the error handler, in its own transaction
+    person = person_references(db, [found.patient_id]).get(found.patient_id or "")
+    add_events(
+        db,
+        [
+            replace(
+                access.audit,
+                person=person,
+                resource=f"{found.resource_type}/{found.resource_id}",
+            )
+        ],
+    )
+
+
 class ConnectionReader:
-    """Reads through the repository on a SQLAlchemy connection, in the thread pool."""
+    """Reads through the repository in one transaction, in the thread pool."""
 
     def __init__(self, connect: Callable[[], AbstractContextManager[Connection | Session]]):
         self._connect = connect
@@ -51,43 +93,121 @@ class ConnectionReader:
     async def close(self) -> None:
         return None
 
-    def _current(self, resource_type: str, resource_id: str) -> StoredResource | None:
+    def _current(
+        self, resource_type: str, resource_id: str, access: ReadAccess
+    ) -> StoredResource | None:
+        visible = compile_visibility(access.predicate, now=access.now)
         with self._connect() as db:
-            return repository.get_current(db, resource_type, resource_id)
+            found = repository.get_current(db, resource_type, resource_id, visible=visible)
+            _audited(access, db, found)
+            return found
 
     def _version(
-        self, resource_type: str, resource_id: str, version_id: int
+        self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess
     ) -> StoredResource | None:
+        visible = compile_visibility(access.predicate, now=access.now)
         with self._connect() as db:
-            return repository.get_version(db, resource_type, resource_id, version_id)
+            found = repository.get_version(
+                db, resource_type, resource_id, version_id, visible=visible
+            )
+            _audited(access, db, found)
+            return found
 
-    async def current(self, resource_type: str, resource_id: str) -> StoredResource | None:
-        return await run_in_threadpool(self._current, resource_type, resource_id)
+    async def current(
+        self, resource_type: str, resource_id: str, access: ReadAccess
+    ) -> StoredResource | None:
+        return await run_in_threadpool(self._current, resource_type, resource_id, access)
 
     async def version(
-        self, resource_type: str, resource_id: str, version_id: int
+        self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess
     ) -> StoredResource | None:
-        return await run_in_threadpool(self._version, resource_type, resource_id, version_id)
+        return await run_in_threadpool(
+            self._version, resource_type, resource_id, version_id, access
+        )
 
 
-def _compile(statement: Any) -> str:
+_AUDIT_PARAMS = (
+    "event_id",
+    "recorded_at",
+    "action",
+    "interaction",
+    "outcome",
+    "caller_kind",
+    "agent",
+    "organisation",
+    "role",
+    "purpose",
+    "break_glass",
+    "query",
+    "detail",
+)
+
+
+def _slot(name: str, type_: Any = None) -> Any:
+    """A parameter each execution fills in (the rest of the SQL is compiled once)."""
+    return bindparam(name, value=None, type_=type_, required=False)
+
+
+def _audited_read(found: Any) -> Any:
+    """SELECT ``found``'s columns, inserting the AuditEvent of the read as a CTE."""
+    r = found.cte("r")
+    person = func.coalesce(
+        select(literal("Person/") + IdentityRecord.person_id)
+        .where(IdentityRecord.patient_id == r.c.patient_id)
+        .scalar_subquery(),
+        literal("Patient/") + r.c.patient_id,
+    )
+    values = select(
+        *(_slot(f"a_{name}", AuditEventRow.__table__.c[name].type) for name in _AUDIT_PARAMS),
+        person,
+        r.c.resource_type + "/" + r.c.resource_id,
+    ).where(r.c.deleted.is_(False))
+    audit = (
+        insert(AuditEventRow)
+        .from_select([*_AUDIT_PARAMS, "person", "resource"], values)
+        .cte("audited")
+    )
+    return select(*(c for c in r.c)).add_cte(audit)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]:
+    """The SQL of a read for one shape of caller, and its constant parameters."""
+    now = _slot("consent_now", UtcDateTime())
+    visible = compile_visibility(predicate, now=now)
+    if kind == "current":
+        found = select(*repository.CURRENT_COLUMNS).where(
+            ResourceRow.resource_type == _slot("resource_type"),
+            ResourceRow.resource_id == _slot("resource_id"),
+            visible,
+        )
+    else:
+        found = (
+            select(*repository.VERSION_COLUMNS, ResourceRow.patient_id)
+            .join(ResourceRow, ResourceRow.pk == HistoryRow.resource_pk)
+            .where(
+                HistoryRow.resource_type == _slot("resource_type"),
+                HistoryRow.resource_id == _slot("resource_id"),
+                HistoryRow.version_id == _slot("version_id"),
+                visible,
+            )
+        )
     dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
-    return str(statement.compile(dialect=dialect))
+    compiled = _audited_read(found).compile(
+        dialect=dialect, compile_kwargs={"render_postcompile": True}
+    )
+    constants = {k: v for k, v in compiled.params.items() if v is not None}
+    return str(compiled), constants
 
 
-_CURRENT_SQL = _compile(
-    select(*repository.CURRENT_COLUMNS).where(
-        ResourceRow.resource_type == bindparam("resource_type"),
-        ResourceRow.resource_id == bindparam("resource_id"),
-    )
-)
-_VERSION_SQL = _compile(
-    select(*repository.VERSION_COLUMNS).where(
-        HistoryRow.resource_type == bindparam("resource_type"),
-        HistoryRow.resource_id == bindparam("resource_id"),
-        HistoryRow.version_id == bindparam("version_id"),
-    )
-)
+def _params(access: ReadAccess, constants: dict[str, Any], **given: Any) -> dict[str, Any]:
+    params = dict(constants)
+    params.update(given)
+    params["consent_now"] = access.now
+    for name, value in row_values(access.audit).items():
+        if name in _AUDIT_PARAMS:
+            params[f"a_{name}"] = value
+    return params
 
 
 def _stored(row: Any) -> StoredResource:
@@ -120,17 +240,27 @@ class PostgresReader:
             row = await cursor.fetchone()
         return None if row is None else _stored(row)
 
-    async def current(self, resource_type: str, resource_id: str) -> StoredResource | None:
+    async def current(
+        self, resource_type: str, resource_id: str, access: ReadAccess
+    ) -> StoredResource | None:
+        sql, constants = _compiled("current", access.predicate)
         return await self._one(
-            _CURRENT_SQL, {"resource_type": resource_type, "resource_id": resource_id}
+            sql, _params(access, constants, resource_type=resource_type, resource_id=resource_id)
         )
 
     async def version(
-        self, resource_type: str, resource_id: str, version_id: int
+        self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess
     ) -> StoredResource | None:
+        sql, constants = _compiled("version", access.predicate)
         return await self._one(
-            _VERSION_SQL,
-            {"resource_type": resource_type, "resource_id": resource_id, "version_id": version_id},
+            sql,
+            _params(
+                access,
+                constants,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                version_id=version_id,
+            ),
         )
 
 
@@ -140,7 +270,11 @@ def reader_for(engine: Engine, *, max_size: int) -> ResourceReader:
         url = engine.url.set(drivername="postgresql")
         return PostgresReader(url.render_as_string(hide_password=False), max_size=max_size)
 
+    writer = engine.execution_options(sqlite_immediate=True)
+
     def connect() -> AbstractContextManager[Connection]:
-        return engine.connect()
+        # One transaction per read, which writes its audit record: on SQLite it begins
+        # IMMEDIATE like every other writer, so it waits its turn instead of failing.
+        return writer.begin()
 
     return ConnectionReader(connect)

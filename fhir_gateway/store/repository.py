@@ -10,9 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, literal_column, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    delete,
+    insert,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
+from fhir_gateway.access import derive, writer
+from fhir_gateway.outcomes import Forbidden, NotFound
 from fhir_gateway.search.model import IndexEntries
 from fhir_gateway.store.models import (
     HistoryRow,
@@ -41,6 +53,7 @@ class StoredResource:
     last_updated: datetime
     deleted: bool
     body: str | None
+    patient_id: str | None = None  # the owning patient (who an access to it is audited for)
 
 
 @dataclass(slots=True)
@@ -58,6 +71,8 @@ class PendingWrite:
     security: str | None
     index: IndexEntries | None
     existing_pk: int | None = None
+    source_org: str | None = None  # the recording organisation's ODS code
+    sensitivity: str | None = None  # sensitive categories, " a b " (see consent.visibility)
 
 
 CURRENT_COLUMNS = (
@@ -68,6 +83,7 @@ CURRENT_COLUMNS = (
     ResourceRow.last_updated,
     ResourceRow.deleted,
     ResourceRow.body,
+    ResourceRow.patient_id,
 )
 
 VERSION_COLUMNS = (
@@ -91,15 +107,24 @@ def stored_from_row(row: Any) -> StoredResource:
         last_updated=row.last_updated,
         deleted=row.deleted,
         body=row.body,
+        patient_id=getattr(row, "patient_id", None),
     )
 
 
 def get_current(
-    session: Reader, resource_type: str, resource_id: str, *, for_update: bool = False
+    session: Reader,
+    resource_type: str,
+    resource_id: str,
+    *,
+    for_update: bool = False,
+    visible: ColumnElement[bool] | None = None,
 ) -> StoredResource | None:
+    """The current row, if any (and, given ``visible``, only if the caller may see it)."""
     stmt = select(*CURRENT_COLUMNS).where(
         ResourceRow.resource_type == resource_type, ResourceRow.resource_id == resource_id
     )
+    if visible is not None:
+        stmt = stmt.where(visible)
     if for_update:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).first()
@@ -107,7 +132,11 @@ def get_current(
 
 
 def get_current_many(
-    session: Session, keys: Iterable[tuple[str, str]], *, for_update: bool = False
+    session: Session,
+    keys: Iterable[tuple[str, str]],
+    *,
+    for_update: bool = False,
+    visible: ColumnElement[bool] | None = None,
 ) -> dict[tuple[str, str], StoredResource]:
     wanted = list(set(keys))
     found: dict[tuple[str, str], StoredResource] = {}
@@ -116,6 +145,8 @@ def get_current_many(
         stmt = select(*CURRENT_COLUMNS).where(
             tuple_(ResourceRow.resource_type, ResourceRow.resource_id).in_(chunk)
         )
+        if visible is not None:
+            stmt = stmt.where(visible)
         if for_update:
             stmt = stmt.with_for_update()
         for row in session.execute(stmt):
@@ -123,23 +154,37 @@ def get_current_many(
     return found
 
 
-def get_by_pks(session: Session, pks: Sequence[int]) -> dict[int, StoredResource]:
+def get_by_pks(
+    session: Session, pks: Sequence[int], *, visible: ColumnElement[bool] | None = None
+) -> dict[int, StoredResource]:
     if not pks:
         return {}
-    rows = session.execute(select(*CURRENT_COLUMNS).where(ResourceRow.pk.in_(list(pks))))
+    stmt = select(*CURRENT_COLUMNS).where(ResourceRow.pk.in_(list(pks)))
+    if visible is not None:
+        stmt = stmt.where(visible)
+    rows = session.execute(stmt)
     return {row.pk: stored_from_row(row) for row in rows}
 
 
 def get_version(
-    session: Reader, resource_type: str, resource_id: str, version_id: int
+    session: Reader,
+    resource_type: str,
+    resource_id: str,
+    version_id: int,
+    *,
+    visible: ColumnElement[bool] | None = None,
 ) -> StoredResource | None:
-    row = session.execute(
-        select(*VERSION_COLUMNS).where(
-            HistoryRow.resource_type == resource_type,
-            HistoryRow.resource_id == resource_id,
-            HistoryRow.version_id == version_id,
-        )
-    ).first()
+    """A version from history; given ``visible`` (over the current row), only if the caller
+    may see the resource."""
+    stmt = select(*VERSION_COLUMNS, ResourceRow.patient_id).where(
+        HistoryRow.resource_type == resource_type,
+        HistoryRow.resource_id == resource_id,
+        HistoryRow.version_id == version_id,
+    )
+    stmt = stmt.join(ResourceRow, ResourceRow.pk == HistoryRow.resource_pk)
+    if visible is not None:
+        stmt = stmt.where(visible)
+    row = session.execute(stmt).first()
     return None if row is None else stored_from_row(row)
 
 
@@ -152,6 +197,7 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
     """
     if not writes:
         return []
+    _check_writer(session, writes)
     old = [w for w in writes if w.existing_pk is not None]
     new = [w for w in writes if w.existing_pk is None]
     if new:
@@ -161,11 +207,30 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
         ).all()
         for write, pk in zip(new, pks, strict=True):
             write.existing_pk = pk
-    if old:
+    updates = [w for w in old if w.method != "DELETE"]
+    deletes = [w for w in old if w.method == "DELETE"]
+    if updates:
         session.execute(
             update(ResourceRow),
-            [{"pk": w.existing_pk, **_resource_values(w)} for w in old],
+            [{"pk": w.existing_pk, **_resource_values(w)} for w in updates],
         )
+    if deletes:
+        # A deleted resource keeps its labels (patient, source, security, sensitivity), so
+        # its history is governed by the same consent rules as it was when current.
+        session.execute(
+            update(ResourceRow),
+            [
+                {
+                    "pk": w.existing_pk,
+                    "version_id": w.version_id,
+                    "last_updated": w.last_updated,
+                    "deleted": True,
+                    "body": None,
+                }
+                for w in deletes
+            ],
+        )
+    if old:
         _delete_index_rows(session, [w.existing_pk for w in old if w.existing_pk is not None])
     bulk_insert(
         session,
@@ -193,6 +258,7 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
         ],
     )
     _insert_index_rows(session, writes)
+    derive.replace_derived(session, writes, now=max(w.last_updated for w in writes))
     bulk_insert(
         session,
         OutboxRow.__table__,  # type: ignore[arg-type]
@@ -216,6 +282,33 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
     ]
 
 
+def _check_writer(session: Session, writes: Sequence[PendingWrite]) -> None:
+    """Source records are never overwritten by another source (see ``access.writer``)."""
+    scope = writer.current()
+    if scope is None or scope.organisations is None:
+        return
+    allowed = scope.organisations
+    existing = [w.existing_pk for w in writes if w.existing_pk is not None]
+    owners = (
+        dict(
+            session.execute(
+                select(ResourceRow.pk, ResourceRow.source_org).where(ResourceRow.pk.in_(existing))
+            ).all()
+        )
+        if existing
+        else {}
+    )
+    for w in writes:
+        if w.existing_pk is not None and owners.get(w.existing_pk) not in allowed:
+            # Answered as for a resource the caller does not know, whoever recorded it.
+            raise NotFound(f"{w.resource_type}/{w.resource_id} is not known")
+        if w.method != "DELETE" and w.source_org not in allowed:
+            raise Forbidden(
+                f"{w.resource_type}/{w.resource_id}: meta.source must be this caller's own "
+                "organisation; a source's records are written only by that source"
+            )
+
+
 def _action(write: PendingWrite) -> str:
     if write.method == "DELETE":
         return "delete"
@@ -232,6 +325,8 @@ def _resource_values(write: PendingWrite) -> dict[str, Any]:
         "patient_id": write.patient_id,
         "source": write.source,
         "security": write.security,
+        "source_org": write.source_org,
+        "sensitivity": write.sensitivity,
         "body": write.body,
     }
 
@@ -330,9 +425,18 @@ def list_history(
     since: datetime | None,
     count: int,
     before_pk: int | None,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[tuple[StoredResource, str]], int | None]:
-    """History rows (version, method) newest first, keyset-paged on the history row's key."""
-    stmt = select(HistoryRow.pk.label("history_pk"), *VERSION_COLUMNS, HistoryRow.method)
+    """History rows (version, method) newest first, keyset-paged on the history row's key;
+    given ``visible``, only versions of resources the caller may see (now)."""
+    stmt = select(
+        HistoryRow.pk.label("history_pk"),
+        *VERSION_COLUMNS,
+        HistoryRow.method,
+        ResourceRow.patient_id,
+    ).join(ResourceRow, ResourceRow.pk == HistoryRow.resource_pk)
+    if visible is not None:
+        stmt = stmt.where(visible)
     if resource_type is not None:
         stmt = stmt.where(HistoryRow.resource_type == resource_type)
     if resource_id is not None:

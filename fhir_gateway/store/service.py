@@ -13,13 +13,18 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from consent.labels import default_value_sets, label_resource
+from consent.visibility import labels_text
+from fhir_gateway.access import derive, writer
 from fhir_gateway.outcomes import (
     Conflict,
     Gone,
     Invalid,
+    MethodNotAllowed,
     NotFound,
     NotSupported,
     PreconditionFailed,
@@ -29,6 +34,7 @@ from fhir_gateway.search.params import SearchError, SearchRequest, parse_search
 from fhir_gateway.search.query import SearchPage, include_targets, revinclude_sources, run_search
 from fhir_gateway.search.registry import PATIENT_COMPARTMENT
 from fhir_gateway.store import repository
+from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.repository import PendingWrite, StoredResource
 from fhir_gateway.validation import dumps, validate_resource
 
@@ -74,13 +80,24 @@ def prepare_write(
     if validate:
         validate_resource(resource)
     resource_type = str(resource["resourceType"])
+    if resource_type == "AuditEvent":
+        # Whatever the path (REST, a bundle, a bulk file): only the server writes its audit.
+        raise MethodNotAllowed("AuditEvents are written by this server alone (docs/audit.md)")
     meta = dict(resource.get("meta") or {})
+    scope = writer.current()
+    if scope is not None and scope.attribute_to and not meta.get("source"):
+        meta["source"] = scope.attribute_to  # what a caller creates is attributed to it
     meta["versionId"] = str(version_id)
     meta["lastUpdated"] = format_instant(now)
     body: dict[str, Any] = {"resourceType": resource_type, "id": resource_id, "meta": meta}
     for key, value in resource.items():
         if key not in body:
             body[key] = value
+    # Sensitive data is labelled when written: the categories go in an indexed column and
+    # their confidentiality and DS4P codes into meta.security (what the source sent is kept).
+    categories, security_codings = label_resource(body, default_value_sets())
+    if security_codings:
+        meta["security"] = security_codings
     index = extract(body)
     security = " ".join(
         f"{label.get('system', '')}|{label.get('code', '')}"
@@ -100,6 +117,8 @@ def prepare_write(
         security=security[:1024] or None,
         index=index,
         existing_pk=existing_pk,
+        source_org=derive.source_organisation(str(source) if source else None),
+        sensitivity=labels_text(categories),
     )
 
 
@@ -253,9 +272,18 @@ def require_version(
     return stored
 
 
-def read(session: repository.Reader, resource_type: str, resource_id: str) -> StoredResource:
+def read(
+    session: repository.Reader,
+    resource_type: str,
+    resource_id: str,
+    *,
+    visible: ColumnElement[bool] | None = None,
+) -> StoredResource:
+    """The current version (404 if unknown or not visible to the caller, 410 if deleted)."""
     return require_current(
-        repository.get_current(session, resource_type, resource_id), resource_type, resource_id
+        repository.get_current(session, resource_type, resource_id, visible=visible),
+        resource_type,
+        resource_id,
     )
 
 
@@ -274,10 +302,20 @@ class SearchResult:
     included: list[StoredResource]
 
 
-def search(session: Session, request: SearchRequest, *, base_url: str) -> SearchResult:
-    """Run a search and its ``_include``/``_revinclude``s (one level, plus ``:iterate``)."""
+def search(
+    session: Session,
+    request: SearchRequest,
+    *,
+    base_url: str,
+    visible: ColumnElement[bool] | None = None,
+) -> SearchResult:
+    """Run a search and its ``_include``/``_revinclude``s (one level, plus ``:iterate``).
+
+    ``visible`` (consent's predicate, compiled) is applied to the matches before they are
+    counted, sorted or paged, and to every included resource.
+    """
     try:
-        page = run_search(session, request, base_url=base_url)
+        page = run_search(session, request, base_url=base_url, visible=visible)
     except SearchError as exc:
         raise (NotSupported if exc.unsupported else Invalid)(str(exc)) from exc
     included: dict[int, StoredResource] = {}
@@ -298,7 +336,9 @@ def search(session: Session, request: SearchRequest, *, base_url: str) -> Search
                 target_type=inc.target_type,
             )
             found.extend(
-                r for r in repository.get_current_many(session, targets).values() if not r.deleted
+                r
+                for r in repository.get_current_many(session, targets, visible=visible).values()
+                if not r.deleted
             )
         for inc in request.revincludes:
             if _round > 0 and not inc.iterate:
@@ -311,7 +351,9 @@ def search(session: Session, request: SearchRequest, *, base_url: str) -> Search
                 target_type=inc.target_type,
             )
             found.extend(
-                r for r in repository.get_by_pks(session, source_pks).values() if not r.deleted
+                r
+                for r in repository.get_by_pks(session, source_pks, visible=visible).values()
+                if not r.deleted
             )
         frontier = []
         for r in found:
@@ -342,7 +384,13 @@ def find_matches(
     request.total = "none"
     request.sort = []
     request.count = 2
-    return search(session, request, base_url=base_url).page.resources
+    scope = writer.current()
+    visible = (
+        ResourceRow.source_org.in_(sorted(scope.organisations))
+        if scope is not None and scope.organisations is not None
+        else None
+    )
+    return search(session, request, base_url=base_url, visible=visible).page.resources
 
 
 def history(
@@ -353,6 +401,7 @@ def history(
     since: datetime | None,
     count: int,
     cursor: int | None,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[tuple[StoredResource, str]], int | None]:
     """History entries (version, method), newest first (R4 3.1.0.12); returns the next page's cursor."""
     return repository.list_history(
@@ -362,12 +411,19 @@ def history(
         since=since,
         count=count,
         before_pk=cursor,
+        visible=visible,
     )
 
 
-def read_any(session: Session, resource_type: str, resource_id: str) -> StoredResource:
+def read_any(
+    session: Session,
+    resource_type: str,
+    resource_id: str,
+    *,
+    visible: ColumnElement[bool] | None = None,
+) -> StoredResource:
     """The current row even if deleted (instance history of a deleted resource is allowed)."""
-    current = repository.get_current(session, resource_type, resource_id)
+    current = repository.get_current(session, resource_type, resource_id, visible=visible)
     if current is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
     return current

@@ -6,6 +6,7 @@ import hmac
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -18,6 +19,11 @@ from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.settings import AuthSettings, GatewaySettings
 from tests.conftest import BASE_URL, ISSUER, SYSTEM_CLAIMS, bearer, user_claims
 from tests.factories import fhir
+
+
+def _own(resource: dict[str, Any]) -> dict[str, Any]:
+    """Recorded by the test user's own practice, so consent lets them see it."""
+    return {**resource, "meta": {"source": "urn:carejoin:source:Z90001"}}
 
 
 def _b64(data: bytes) -> bytes:
@@ -120,7 +126,7 @@ def test_insufficient_scope_is_403_and_writes_nothing(
     client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
     reader = bearer(issuer, user_claims(scope="user/Patient.rs user/Observation.rs"))
-    patient = fhir.patient(family="Scoped")
+    patient = _own(fhir.patient(family="Scoped"))
     created = client.post("/fhir/Patient", json=patient, headers=reader)
     assert created.status_code == 403
     assert created.json()["issue"][0]["code"] == "forbidden"
@@ -165,8 +171,8 @@ def test_a_bundle_is_refused_whole_when_one_entry_is_out_of_scope(
 def test_included_resources_of_unreadable_types_are_left_out(
     client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
-    patient_id = client.post("/fhir/Patient", json=fhir.patient(family="Incl")).json()["id"]
-    client.post("/fhir/Observation", json=fhir.observation(patient_id=patient_id))
+    patient_id = client.post("/fhir/Patient", json=_own(fhir.patient(family="Incl"))).json()["id"]
+    client.post("/fhir/Observation", json=_own(fhir.observation(patient_id=patient_id)))
     params = {"patient": patient_id, "_include": "Observation:patient"}
     everything_allowed = client.get("/fhir/Observation", params=params).json()
     assert {e["resource"]["resourceType"] for e in everything_allowed["entry"]} == {

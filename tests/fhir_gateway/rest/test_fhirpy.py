@@ -34,6 +34,7 @@ def live(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     auth_settings: AuthSettings,
+    agreement_path: str,
 ) -> Iterator[tuple[str, str]]:
     """A live server's base URL, and a system token for it."""
     port = _free_port()
@@ -45,7 +46,9 @@ def live(
     )
     with make_engine as engine:
         auth = auth_settings.model_copy(update={"audience": url})
-        settings = GatewaySettings(database_url=str(engine.url), base_url=url, auth=auth)
+        settings = GatewaySettings(
+            database_url=str(engine.url), base_url=url, auth=auth, agreement_path=agreement_path
+        )
         token = development_issuer(auth).issue(SYSTEM_CLAIMS)
         app = create_app(settings, engine=engine)
         server = uvicorn.Server(

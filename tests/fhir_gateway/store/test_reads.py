@@ -11,11 +11,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from consent.audit import Action, Outcome, record_for
+from consent.context import context_from_claims
+from consent.visibility import Const, Predicate, SourceIn
+from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.db import session_factory_for
 from fhir_gateway.store import service
-from fhir_gateway.store.reads import ConnectionReader, PostgresReader, reader_for
+from fhir_gateway.store.reads import ConnectionReader, PostgresReader, ReadAccess, reader_for
 from tests.conftest import _postgres_engine, _sqlite_engine
 from tests.factories import fhir
 
@@ -31,6 +35,76 @@ def engine(
     )
     with make as e:
         yield e
+
+
+READER = context_from_claims(
+    {
+        "sub": "u1",
+        "fhirUser": "Practitioner/u1",
+        "organization": "Z90001",
+        "role": "R8000",
+        "scope": "user/*.rs",
+    }
+)
+
+
+def _access(predicate: Predicate) -> ReadAccess:
+    now = datetime.now(UTC)
+    return ReadAccess(
+        predicate=predicate,
+        now=now,
+        audit=record_for(
+            READER,
+            recorded_at=now,
+            action=Action.READ,
+            interaction="read",
+            outcome=Outcome.SUCCESS,
+            query="/fhir/Patient/x",
+        ),
+    )
+
+
+def _audited(engine: Engine, resource: str) -> list[tuple[str | None, str]]:
+    with session_factory_for(engine).begin() as session:
+        rows = session.execute(
+            select(AuditEventRow.person, AuditEventRow.interaction).where(
+                AuditEventRow.resource == resource
+            )
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_a_read_finds_only_what_the_caller_may_see_and_audits_it_in_the_same_statement(
+    engine: Engine,
+) -> None:
+    factory = session_factory_for(engine)
+    now = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    theirs = {**fhir.patient(family="Elsewhere"), "meta": {"source": "urn:carejoin:source:Z9H"}}
+    mine = {**fhir.patient(family="Home"), "meta": {"source": "urn:carejoin:source:Z90001"}}
+    with factory.begin() as session:
+        their_id = service.create(session, theirs, now=now).stored.resource_id
+        my_id = service.create(session, mine, now=now).stored.resource_id
+    own_practice = _access(SourceIn(frozenset({"Z90001"})))
+
+    async def read_both() -> tuple[object, object, object]:
+        reader = reader_for(engine, max_size=2)
+        await reader.open()
+        try:
+            return (
+                await reader.current("Patient", their_id, own_practice),
+                await reader.current("Patient", my_id, own_practice),
+                await reader.version("Patient", their_id, 1, own_practice),
+            )
+        finally:
+            await reader.close()
+
+    hidden, shown, hidden_version = asyncio.run(read_both())
+    assert hidden is None  # exactly as if it did not exist
+    assert hidden_version is None
+    assert shown is not None
+    assert shown.resource_id == my_id
+    assert _audited(engine, f"Patient/{my_id}") == [(f"Patient/{my_id}", "read")]
+    assert _audited(engine, f"Patient/{their_id}") == []  # nothing released, nothing recorded
 
 
 def test_the_backend_gets_its_own_reader(engine: Engine) -> None:
@@ -52,18 +126,20 @@ def test_current_and_versions_match_what_was_written(engine: Engine) -> None:
     with factory.begin() as session:
         service.delete(session, "Patient", patient_id, now=now)
 
+    access = _access(Const(True))
+
     async def read_all() -> tuple[object, ...]:
         reader = reader_for(engine, max_size=2)
         await reader.open()
         try:
             return (
-                await reader.current("Patient", patient_id),
-                await reader.version("Patient", patient_id, 1),
-                await reader.version("Patient", patient_id, 2),
-                await reader.version("Patient", patient_id, 3),
-                await reader.version("Patient", patient_id, 4),
-                await reader.current("Patient", "no-such-id"),
-                await reader.current("Observation", patient_id),
+                await reader.current("Patient", patient_id, access),
+                await reader.version("Patient", patient_id, 1, access),
+                await reader.version("Patient", patient_id, 2, access),
+                await reader.version("Patient", patient_id, 3, access),
+                await reader.version("Patient", patient_id, 4, access),
+                await reader.current("Patient", "no-such-id", access),
+                await reader.current("Observation", patient_id, access),
             )
         finally:
             await reader.close()

@@ -1,0 +1,207 @@
+"""A person's choices, read from FHIR ``Consent`` resources (R4 shape) into directives.
+
+A directive says, for one person, deny or permit, to whom (a recipient organisation or role),
+of whose data (a source organisation), or for one item (a sealed resource), and when. The
+combining rule (docs/consent.md):
+
+1. A sealed item (a ``deny`` provision naming the resource in ``provision.data``) is never
+   shown to anyone but its recording organisation, and break-glass does not lift it.
+2. Otherwise the most specific applicable directive wins: an item (level 3) beats a
+   source-and-recipient directive (2), which beats a source-only or recipient-only one (1),
+   which beats a blanket one (0).
+3. At equal specificity, deny wins.
+4. Break-glass lifts objections (every deny but sealed items) and nothing else: not sealed
+   items, not never-share categories, and not the explicit consent the agreement requires
+   before social care sees health data.
+
+How a Consent maps (``scope`` patient-privacy, ``status`` active; anything else records no
+directive):
+
+- ``provision.type`` of the top provision: deny (objection) or permit (explicit consent);
+  nested provisions are exceptions with their own type, period, actors and data.
+- ``provision.actor`` with role ``IRCP`` (information recipient): the recipient, an
+  ``Organization`` given by ODS identifier (or by a reference the gateway resolves to one),
+  or a role given as an identifier in ``https://fhir.carejoin.example/CodeSystem/role``.
+  With role ``CST`` (custodian): the source organisation whose data it concerns.
+- ``provision.data`` references (meaning ``instance``): sealed items when denied.
+- ``provision.period``: when it applies (an objection without an end applies until
+  withdrawn: the Consent is made inactive or deleted).
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
+ROLE_SYSTEM = "https://fhir.carejoin.example/CodeSystem/role"
+SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
+RECIPIENT_ROLES = frozenset({"IRCP"})
+SOURCE_ROLES = frozenset({"CST"})
+
+OrganisationResolver = Callable[[str], str | None]  # "Organization/x" -> ODS code
+
+
+class DirectiveError(ValueError):
+    """A Consent the enforcement cannot apply (it is refused when written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    patient_id: str
+    decision: str  # deny | permit
+    level: int  # 0 blanket, 1 one of source/recipient, 2 both, 3 an item
+    recipient_organisation: str | None = None
+    recipient_role: str | None = None
+    source_organisation: str | None = None
+    item: str | None = None  # "Type/id" of a sealed (or specifically permitted) item
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+    @property
+    def sealed(self) -> bool:
+        return self.item is not None and self.decision == "deny"
+
+    def in_force(self, now: datetime) -> bool:
+        return (self.starts_at is None or self.starts_at <= now) and (
+            self.ends_at is None or now < self.ends_at
+        )
+
+
+def _as_map(value: object) -> Mapping[str, object]:
+    return cast(Mapping[str, object], value) if isinstance(value, Mapping) else {}
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _codes(concept: object) -> set[str]:
+    return {
+        str(coding.get("code"))
+        for coding in (_as_map(c) for c in _as_list(_as_map(concept).get("coding")))
+        if coding.get("code")
+    }
+
+
+def is_privacy_consent(consent: Mapping[str, object]) -> bool:
+    return "patient-privacy" in _codes(consent.get("scope"))
+
+
+def directives_from_consent(
+    consent: Mapping[str, object],
+    *,
+    patient_id: str,
+    resolve_organisation: OrganisationResolver,
+    parse_instant: Callable[[str, bool], datetime],
+) -> list[Directive]:
+    """The directives a Consent records for ``patient_id`` (none unless active privacy).
+
+    ``parse_instant(text, end)`` turns a FHIR dateTime into the start (``end`` False) or the
+    end (True) of the period it denotes. Raises DirectiveError for what cannot be enforced
+    (an actor that is neither an organisation nor a role, an unknown actor role, a provision
+    without a type), so a choice is never recorded as something it is not.
+    """
+    if consent.get("status") != "active" or not is_privacy_consent(consent):
+        return []
+    top = _as_map(consent.get("provision"))
+    if not top:
+        raise DirectiveError("A privacy Consent needs a provision saying deny or permit")
+    found: list[Directive] = []
+    _walk(top, patient_id, None, None, resolve_organisation, parse_instant, found, "provision")
+    return found
+
+
+def _walk(
+    provision: Mapping[str, object],
+    patient_id: str,
+    inherited_start: datetime | None,
+    inherited_end: datetime | None,
+    resolve: OrganisationResolver,
+    parse_instant: Callable[[str, bool], datetime],
+    out: list[Directive],
+    where: str,
+) -> None:
+    decision = provision.get("type")
+    if decision not in ("deny", "permit"):
+        raise DirectiveError(f"{where}.type must be deny or permit")
+    period = _as_map(provision.get("period"))
+    start = parse_instant(str(period["start"]), False) if period.get("start") else inherited_start
+    end = parse_instant(str(period["end"]), True) if period.get("end") else inherited_end
+    recipient_orgs: list[str] = []
+    recipient_roles: list[str] = []
+    sources: list[str] = []
+    for i, raw_actor in enumerate(_as_list(provision.get("actor"))):
+        actor = _as_map(raw_actor)
+        roles = _codes(actor.get("role"))
+        reference = _as_map(actor.get("reference"))
+        organisation, role = _actor(reference, resolve, f"{where}.actor[{i}]")
+        if roles & RECIPIENT_ROLES:
+            if organisation:
+                recipient_orgs.append(organisation)
+            else:
+                recipient_roles.append(str(role))
+        elif roles & SOURCE_ROLES:
+            if not organisation:
+                raise DirectiveError(f"{where}.actor[{i}]: a custodian must be an organisation")
+            sources.append(organisation)
+        else:
+            raise DirectiveError(f"{where}.actor[{i}].role must be IRCP or CST")
+    items: list[str | None] = [
+        str(_as_map(_as_map(d).get("reference")).get("reference"))
+        for d in _as_list(provision.get("data"))
+        if _as_map(_as_map(d).get("reference")).get("reference")
+    ]
+    recipients: list[tuple[str | None, str | None]] = [(o, None) for o in recipient_orgs] + [
+        (None, r) for r in recipient_roles
+    ] or [(None, None)]
+    source_list: list[str | None] = list(sources) or [None]
+    for source in source_list:
+        for organisation, role in recipients:
+            for item in items or [None]:  # one directive per item named
+                named = (source is not None) + (organisation is not None or role is not None)
+                out.append(
+                    Directive(
+                        patient_id=patient_id,
+                        decision=str(decision),
+                        level=3 if item else named,
+                        recipient_organisation=organisation,
+                        recipient_role=role,
+                        source_organisation=source,
+                        item=item,
+                        starts_at=start,
+                        ends_at=end,
+                    )
+                )
+    for i, nested in enumerate(_as_list(provision.get("provision"))):
+        _walk(
+            _as_map(nested),
+            patient_id,
+            start,
+            end,
+            resolve,
+            parse_instant,
+            out,
+            f"{where}.provision[{i}]",
+        )
+
+
+def _actor(
+    reference: Mapping[str, object], resolve: OrganisationResolver, where: str
+) -> tuple[str | None, str | None]:
+    """(ODS code, None) for an organisation; (None, role code) for a role."""
+    identifier = _as_map(reference.get("identifier"))
+    system, value = identifier.get("system"), identifier.get("value")
+    if system == ODS_SYSTEM and isinstance(value, str) and value:
+        return value, None
+    if system == ROLE_SYSTEM and isinstance(value, str) and value:
+        return None, value
+    literal = reference.get("reference")
+    if isinstance(literal, str) and literal.startswith("Organization/"):
+        ods = resolve(literal)
+        if ods:
+            return ods, None
+        raise DirectiveError(f"{where}: {literal} is not an organisation known here")
+    raise DirectiveError(
+        f"{where}.reference must be an Organization (ODS identifier or reference) or a role"
+    )

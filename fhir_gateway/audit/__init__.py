@@ -1,0 +1,1 @@
+"""The audit trail: insert-only AuditEvent records, sealed in hash-chained blocks."""

@@ -1,0 +1,212 @@
+"""The one place a consent ``Predicate`` becomes SQL.
+
+``compile_visibility(predicate, now=...)`` returns a boolean SQL expression over the
+``resource`` table (its label columns, and correlated EXISTS over relationships, directives,
+break-glass grants and identity links), which every read path adds to its WHERE clause before
+anything is counted, sorted or paged. Nothing here decides policy: it translates the tree
+``consent.visibility.visibility`` built, node by node, and fails closed on a node it does not
+know.
+
+The person of a resource is every source patient identity has filed under the same Person
+as the resource's own patient (and that patient itself, before identity has filed it), so a
+relationship or directive recorded against the GP's Patient governs the hospital's and the
+council's records of the same person, and unlinking a wrong match separates them again.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.orm import aliased
+
+from consent.visibility import (
+    AllOf,
+    AnyOf,
+    BrokeGlass,
+    Const,
+    DirectivesAllow,
+    NoPatient,
+    NotLabelled,
+    OwnPerson,
+    Predicate,
+    Related,
+    SensitivityNone,
+    SourceIn,
+    TypeIn,
+)
+from fhir_gateway.access.models import (
+    BreakGlassGrantRow,
+    CareRelationshipRow,
+    ConsentDirectiveRow,
+)
+from fhir_gateway.identity.models import IdentityRecord
+from fhir_gateway.store.models import ResourceRow
+
+
+class UncompilablePredicate(TypeError):
+    """A predicate node this compiler does not know: refuse rather than guess."""
+
+
+def person_patients(patient_column: Any) -> Any:
+    """SELECT of every source patient of the person ``patient_column`` belongs to."""
+    mine = aliased(IdentityRecord)
+    linked = aliased(IdentityRecord)
+    return union_all(
+        select(linked.patient_id)
+        .join(mine, mine.person_id == linked.person_id)
+        .where(mine.patient_id == patient_column),
+        select(patient_column.label("patient_id")),
+    )
+
+
+def compile_visibility(
+    predicate: Predicate, *, now: datetime | Any, row: Any = ResourceRow
+) -> ColumnElement[bool]:
+    """SQL for ``predicate`` over ``row`` (the ``resource`` table or an alias of it).
+
+    ``now`` is a datetime, or a bound parameter where the SQL is compiled once and run many
+    times (the read path)."""
+    return _compile(predicate, now, row)
+
+
+def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
+    if isinstance(node, Const):
+        return true() if node.value else false()
+    if isinstance(node, AnyOf):
+        return or_(*(_compile(item, now, row) for item in node.items))
+    if isinstance(node, AllOf):
+        return and_(*(_compile(item, now, row) for item in node.items))
+    if isinstance(node, SourceIn):
+        return row.source_org.in_(sorted(node.organisations))
+    if isinstance(node, TypeIn):
+        return row.resource_type.in_(sorted(node.types))
+    if isinstance(node, NoPatient):
+        return row.patient_id.is_(None)
+    if isinstance(node, SensitivityNone):
+        return or_(
+            row.sensitivity.is_(None),
+            and_(
+                *(
+                    not_(row.sensitivity.contains(f" {c} ", autoescape=True))
+                    for c in sorted(node.categories)
+                )
+            ),
+        )
+    if isinstance(node, NotLabelled):
+        return or_(
+            row.security.is_(None),
+            # Codes are stored "system|code system|code": match a code whole.
+            and_(
+                *(
+                    and_(
+                        not_(row.security.contains(f"|{c} ", autoescape=True)),
+                        not_(row.security.endswith(f"|{c}", autoescape=True)),
+                    )
+                    for c in sorted(node.codes)
+                )
+            ),
+        )
+    if isinstance(node, OwnPerson):
+        mine = aliased(IdentityRecord)
+        linked = aliased(IdentityRecord)
+        theirs = union_all(
+            select(linked.patient_id)
+            .join(mine, mine.person_id == linked.person_id)
+            .where(mine.patient_id == node.patient_id),
+            select(literal(node.patient_id).label("patient_id")),
+        )
+        return row.patient_id.in_(theirs)
+    if isinstance(node, Related):
+        return _related(node, now, row)
+    if isinstance(node, BrokeGlass):
+        grant = BreakGlassGrantRow
+        return exists(
+            select(grant.pk).where(
+                grant.practitioner == node.practitioner,
+                grant.expires_at > now,
+                grant.patient_id.in_(person_patients(row.patient_id)),
+            )
+        )
+    if isinstance(node, DirectivesAllow):
+        return _directives_allow(node, now, row)
+    raise UncompilablePredicate(f"No SQL for predicate {type(node).__name__}")
+
+
+def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
+    rel = CareRelationshipRow
+    with_whom: list[ColumnElement[bool]] = []
+    if node.organisation is not None:
+        with_whom.append(
+            and_(
+                rel.organisation == node.organisation,
+                # Registration counts only when a GP practice recorded it.
+                or_(
+                    rel.kind != "registered",
+                    rel.source_organisation.in_(sorted(node.registering)),
+                ),
+            )
+        )
+    if node.practitioner is not None:
+        with_whom.append(rel.practitioner == node.practitioner)
+    if not with_whom:
+        return false()
+    return exists(
+        select(rel.pk).where(
+            rel.patient_id.in_(person_patients(row.patient_id)),
+            or_(rel.ends_at.is_(None), rel.ends_at > now),
+            or_(*with_whom),
+        )
+    )
+
+
+def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElement[bool]:
+    d = aliased(ConsentDirectiveRow)
+
+    def applicable(extra: ColumnElement[bool]) -> Any:
+        return select(d.level).where(
+            d.patient_id.in_(person_patients(row.patient_id)),
+            or_(d.starts_at.is_(None), d.starts_at <= now),
+            or_(d.ends_at.is_(None), d.ends_at > now),
+            or_(d.recipient_organisation.is_(None), d.recipient_organisation == node.organisation)
+            if node.organisation is not None
+            else d.recipient_organisation.is_(None),
+            or_(d.recipient_role.is_(None), d.recipient_role == node.role)
+            if node.role is not None
+            else d.recipient_role.is_(None),
+            or_(d.source_organisation.is_(None), d.source_organisation == row.source_org),
+            or_(d.item.is_(None), d.item == row.resource_type + "/" + row.resource_id),
+            extra,
+        )
+
+    not_sealed = not_(exists(applicable(and_(d.decision == "deny", d.item.is_not(None)))))
+    best_permit = func.coalesce(
+        applicable(d.decision == "permit").with_only_columns(func.max(d.level)).scalar_subquery(),
+        -1,
+    )
+    if node.lift_objections:
+        if node.require_permit:
+            return and_(not_sealed, best_permit > -1)
+        return not_sealed
+    best_deny = func.coalesce(
+        applicable(d.decision == "deny").with_only_columns(func.max(d.level)).scalar_subquery(),
+        -1,
+    )
+    # The most specific directive wins; at equal specificity deny wins.
+    decided = (
+        best_permit > best_deny
+        if node.require_permit
+        else or_(best_deny == -1, best_deny < best_permit)
+    )
+    return and_(not_sealed, decided)
