@@ -19,6 +19,7 @@ from fhir_gateway.app import default_dispatcher
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.identity.models import IdentityRecord, IdentityReview
 from fhir_gateway.store import transaction
+from fhir_gateway.store.models import ResourceRow
 
 app = typer.Typer(
     help="carejoin: the shared care record and care coordination service.", no_args_is_help=True
@@ -375,6 +376,7 @@ def demo(
         f"Loaded {loaded} resources for {people} synthetic people into {settings.database_url}."
     )
     _link_identities(factory)
+    _load_demo_agreement(factory)
     engine.dispose()
     if not load_only:
         typer.echo(
@@ -386,6 +388,58 @@ def demo(
         uvicorn.run(
             "carejoin.app:create_service", factory=True, host=host, port=port, log_level="info"
         )
+
+
+DEMO_AGREEMENT = Path(__file__).resolve().parent / "data" / "demo_agreement.json"
+
+
+def _load_demo_agreement(factory: sessionmaker[Session]) -> None:
+    """Put the demo's sharing agreement in force, unless one has been loaded already."""
+    import orjson
+
+    from fhir_gateway.access.models import SharingAgreementRow
+    from fhir_gateway.access.service import load_agreement
+
+    with factory.begin() as session:
+        if session.scalar(select(func.count()).select_from(SharingAgreementRow)):
+            typer.echo("A sharing agreement is already in force; the demo's was not loaded.")
+            return
+        agreement = load_agreement(
+            session,
+            orjson.loads(DEMO_AGREEMENT.read_bytes()),
+            loaded_by="carejoin demo",
+            now=datetime.now(UTC),
+        )
+    typer.echo(f"Sharing agreement {agreement.version} is in force ({DEMO_AGREEMENT.name}).")
+
+
+@app.command()
+def relabel(
+    batch: Annotated[int, typer.Option(min=100, help="Resources per transaction.")] = 2000,
+) -> None:
+    """Re-derive consent's labels (sensitivity), relationships and directives for everything
+    stored, after the value sets change or when upgrading a database stored before them."""
+    from fhir_gateway.access.relabel import relabel_all
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    factory = session_factory_for(engine)
+    with factory.begin() as session:
+        total = session.scalar(select(func.count()).select_from(ResourceRow)) or 0
+    with Progress(
+        TextColumn("[bold]Relabelling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("relabel", total=total)
+        report = relabel_all(factory, batch=batch, progress=lambda n: progress.advance(task, n))
+    engine.dispose()
+    typer.echo(
+        f"Relabelled {report.resources} resources: {report.sensitive} sensitive, "
+        f"{report.relationships} relationships, {report.directives} directives."
+    )
 
 
 def _link_identities(factory: sessionmaker[Session]) -> None:

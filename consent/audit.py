@@ -115,15 +115,18 @@ def record_for(
 PRIVACY_OFFICER_ROLES = frozenset({"CJ0003"})
 """The roles whose holders read the whole audit trail (privacy officers, Caldicott guardians).
 
-The partnership's information-sharing agreement will name these roles; until it is loaded as
-data, the partnership's own privacy officer role is the only one.
+The sharing agreement names these roles (``privacy_officer_roles``); this is the default where
+it names none.
 """
 
 
-def is_privacy_officer(context: AccessContext) -> bool:
-    """Whether the caller is a member of staff acting in a privacy officer role (the scopes
-    are checked separately: the role alone does not open the audit trail)."""
-    return context.kind is CallerKind.USER and context.role in PRIVACY_OFFICER_ROLES
+def is_privacy_officer(
+    context: AccessContext, roles: frozenset[str] = PRIVACY_OFFICER_ROLES
+) -> bool:
+    """Whether the caller is a member of staff acting in a privacy officer role, ``roles``
+    being those the agreement names (the scopes are checked separately: the role alone does
+    not open the audit trail)."""
+    return context.kind is CallerKind.USER and context.role in roles
 
 
 # --- Rendering as FHIR (IHE Basic Audit Log Patterns) ---------------------------------------

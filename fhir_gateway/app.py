@@ -29,6 +29,7 @@ from fhir_gateway.outcomes import Issue, OutcomeError, outcome
 from fhir_gateway.rest.audit import audit_failure
 from fhir_gateway.rest.audit import router as audit_router
 from fhir_gateway.rest.auth import router as auth_router
+from fhir_gateway.rest.consent import router as consent_router
 from fhir_gateway.rest.feeds import router as feeds_router
 from fhir_gateway.rest.identity import router as identity_router
 from fhir_gateway.rest.record import router as record_router
@@ -141,6 +142,7 @@ def create_app(
     app.include_router(identity_router)
     app.include_router(feeds_router)
     app.include_router(record_router)
+    app.include_router(consent_router)
     _install_error_handlers(app)
     for extension in extensions:
         extension(app)

@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from consent.agreements import Agreement
 from consent.audit import Action, AuditRecord, Outcome, record_for
+
+__all__ = ["Action", "agreement_async", "agreement_now", "audit_record", "per_person"]
 from consent.visibility import Predicate
 from fhir_gateway.access import writer
 from fhir_gateway.access.service import AgreementStore, predicate_for

@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from consent.audit import (
+    PRIVACY_OFFICER_ROLES,
     Action,
     AuditRecord,
     Outcome,
@@ -36,7 +37,7 @@ from fhir_gateway.search.dates import InvalidDate, parse_range
 
 # --- Denied and failed requests -------------------------------------------------------------
 
-AUDITED_PREFIXES = ("/fhir/", "/identity/", "/feeds/", "/record/")
+AUDITED_PREFIXES = ("/fhir/", "/identity/", "/feeds/", "/record/", "/consent/", "/admin/")
 # The capability statement and SMART discovery are public: anyone may fetch them, and a
 # failure there touches no one's record.
 PUBLIC_PATHS = ("/fhir/metadata",)
@@ -232,10 +233,14 @@ def _record_references(session: Session, reference: str) -> frozenset[str]:
     return frozenset(references)
 
 
-def viewer_for(session: Session, context: AccessContext) -> Viewer:
+def viewer_for(
+    session: Session,
+    context: AccessContext,
+    privacy_roles: frozenset[str] = PRIVACY_OFFICER_ROLES,
+) -> Viewer:
     """A privacy officer, or a person reading about their own record; anyone else is refused
     (403). Scopes are checked by the caller."""
-    if is_privacy_officer(context):
+    if is_privacy_officer(context, privacy_roles):
         return Viewer(record=None)
     if context.kind is CallerKind.PATIENT and context.patient:
         return Viewer(
@@ -377,6 +382,7 @@ def search_events(
     session: Session,
     *,
     context: AccessContext,
+    privacy_roles: frozenset[str] = PRIVACY_OFFICER_ROLES,
     params: Sequence[tuple[str, str]],
     query: str,
     now: datetime,
@@ -391,7 +397,7 @@ def search_events(
     most 1000; ``_cursor`` is the ``pk`` below which the next page starts. The search itself
     is audited in the session's transaction.
     """
-    viewer = viewer_for(session, context)
+    viewer = viewer_for(session, context, privacy_roles)
     search = _parse(session, viewer, params)
     rows = repository.search_events(
         session,
@@ -415,13 +421,14 @@ def read_event(
     session: Session,
     *,
     context: AccessContext,
+    privacy_roles: frozenset[str] = PRIVACY_OFFICER_ROLES,
     event_id: str,
     query: str,
     now: datetime,
 ) -> tuple[Viewer, AuditEntry]:
     """``GET /fhir/AuditEvent/{id}``: one event, if the caller may see it (404 otherwise, so
     a person learns nothing of events outside their view). Audited like a search."""
-    viewer = viewer_for(session, context)
+    viewer = viewer_for(session, context, privacy_roles)
     row = repository.get_event(session, event_id)
     visible = row is not None and (
         not viewer.is_person

@@ -20,7 +20,7 @@ from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import service
 from fhir_gateway.store.everything import everything
 from fhir_gateway.store.repository import StoredResource
-from fhir_gateway.store.visibility import compile_visibility
+from fhir_gateway.store.visibility import compile_visibility, something_withheld
 
 router = APIRouter(prefix="/record", tags=["record"], dependencies=[Depends(authenticate)])
 
@@ -55,10 +55,13 @@ def record_summary(request: Request, patient_id: str) -> Response:
         persons = person_references(session, (r.patient_id for r in stored)).values()
         record = consent.audit_record(request, action=Action.READ, interaction="summary", now=now)
         add_events(session, consent.per_person(record, persons))
+        withheld = something_withheld(session, patient_ids=list(patient_ids), visible=visible)
     summary = {
         "person": f"Person/{person_id}" if person_id else None,
         # Only the source patients whose records the caller may see are named.
         "patients": sorted({f"Patient/{r.patient_id}" for r in stored if r.patient_id}),
         **summarise([orjson.loads(r.body) for r in stored if r.body]),
+        # That something is withheld, never what or how much (sealed items never count).
+        "withheld": withheld,
     }
     return Response(orjson.dumps(summary), media_type="application/json")

@@ -115,6 +115,7 @@ def searchset(
     params: list[tuple[str, str]],
     summary: str | None,
     elements: Sequence[str],
+    withheld: bool = False,
 ) -> bytes:
     kept = [(k, v) for k, v in params if k != "_cursor"]
     links = [{"relation": "self", "url": _search_url(base_url, resource_type, kept)}]
@@ -156,9 +157,32 @@ def searchset(
     )
     if summary == "count":
         entries = []
+    if withheld:
+        entries.append(withheld_entry())
     if entries:
         bundle["entry"] = entries
     return dumps(bundle)
+
+
+WITHHELD = {
+    "resourceType": "OperationOutcome",
+    "issue": [
+        {
+            "severity": "information",
+            "code": "suppressed",
+            "diagnostics": (
+                "Some of this person's record is not shown to you under the sharing "
+                "agreement or their choices. Ask the organisation that recorded it, or, in "
+                "an emergency and where your role allows, break glass."
+            ),
+        }
+    ],
+}
+
+
+def withheld_entry() -> dict[str, Any]:
+    """The search result entry saying that something is withheld (never what or how much)."""
+    return {"resource": WITHHELD, "search": {"mode": "outcome"}}
 
 
 def _search_url(base_url: str, resource_type: str, params: list[tuple[str, str]]) -> str:

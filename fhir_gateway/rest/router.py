@@ -50,7 +50,7 @@ from fhir_gateway.store import refile, repository, service, transaction
 from fhir_gateway.store.everything import everything
 from fhir_gateway.store.reads import ReadAccess, ResourceReader
 from fhir_gateway.store.repository import StoredResource
-from fhir_gateway.store.visibility import compile_visibility
+from fhir_gateway.store.visibility import compile_visibility, something_withheld
 from fhir_gateway.validation import (
     dumps,
     parse_json,
@@ -466,6 +466,9 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             resources=[*page.resources, *included],
             now=now,
         )
+        withheld = cursor_text is None and something_withheld(
+            session, patient_ids=list(patient_ids), visible=visible, types=types or None
+        )
     base = _base(request)
     path = f"{base}/Patient/{patient_id}/$everything"
     kept = [(k, v) for k, v in params.multi_items() if k != "_cursor"]
@@ -486,6 +489,8 @@ def patient_everything(request: Request, patient_id: str) -> Response:
         for mode, group in (("match", page.resources), ("include", included))
         for r in group
     ]
+    if withheld:
+        entries.append(render.withheld_entry())
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -582,6 +587,16 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
             resources=[*result.page.resources, *included],
             now=now,
         )
+        withheld = False
+        patients = _searched_patients(items)
+        if patients and "_cursor" not in dict(items):
+            _person, joined = identity.joined_patients(session, patients[0])
+            withheld = something_withheld(
+                session,
+                patient_ids=sorted({*joined, *patients}),
+                visible=visible,
+                types=[resource_type],
+            )
     ignored = set(search_request.ignored)
     kept = [(k, v) for k, v in items if k not in ignored]
     body = render.searchset(
@@ -592,8 +607,22 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
         params=kept,
         summary=search_request.summary,
         elements=search_request.elements,
+        withheld=withheld,
     )
     return fhir_response(body)
+
+
+def _searched_patients(items: list[tuple[str, str]]) -> list[str]:
+    """The patients a search is about (``patient=`` or ``subject=``), for the notice that
+    something of their record is withheld."""
+    found: list[str] = []
+    for name, value in items:
+        if name in ("patient", "subject", "patient:Patient", "subject:Patient"):
+            for part in value.split(","):
+                ident = part.removeprefix("Patient/")
+                if ident and "/" not in ident:
+                    found.append(ident)
+    return found
 
 
 @router.get("/{resource_type}")

@@ -27,7 +27,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    union_all,
 )
 from sqlalchemy.orm import aliased
 
@@ -59,16 +58,22 @@ class UncompilablePredicate(TypeError):
     """A predicate node this compiler does not know: refuse rather than guess."""
 
 
-def person_patients(patient_column: Any) -> Any:
-    """SELECT of every source patient of the person ``patient_column`` belongs to."""
+def in_person(column: Any, patient_column: Any, row: Any = None) -> ColumnElement[bool]:
+    """``column`` names a source patient of the person ``patient_column`` belongs to: the
+    patient itself, or any patient identity has filed under the same Person. (Written as an
+    OR of an equality and a correlated IN, so that the outer row is correlated in both.)"""
     mine = aliased(IdentityRecord)
     linked = aliased(IdentityRecord)
-    return union_all(
+    linked_patients = (
         select(linked.patient_id)
         .join(mine, mine.person_id == linked.person_id)
-        .where(mine.patient_id == patient_column),
-        select(patient_column.label("patient_id")),
+        .where(mine.patient_id == patient_column)
     )
+    if row is not None:
+        # Nested two levels down (inside an EXISTS): correlate to the outer resource row
+        # explicitly, or SQL would read every resource instead of this one.
+        linked_patients = linked_patients.correlate(row)
+    return or_(column == patient_column, column.in_(linked_patients))
 
 
 def compile_visibility(
@@ -119,15 +124,7 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
             ),
         )
     if isinstance(node, OwnPerson):
-        mine = aliased(IdentityRecord)
-        linked = aliased(IdentityRecord)
-        theirs = union_all(
-            select(linked.patient_id)
-            .join(mine, mine.person_id == linked.person_id)
-            .where(mine.patient_id == node.patient_id),
-            select(literal(node.patient_id).label("patient_id")),
-        )
-        return row.patient_id.in_(theirs)
+        return in_person(row.patient_id, literal(node.patient_id))
     if isinstance(node, Related):
         return _related(node, now, row)
     if isinstance(node, BrokeGlass):
@@ -136,7 +133,7 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
             select(grant.pk).where(
                 grant.practitioner == node.practitioner,
                 grant.expires_at > now,
-                grant.patient_id.in_(person_patients(row.patient_id)),
+                in_person(grant.patient_id, row.patient_id, row),
             )
         )
     if isinstance(node, DirectivesAllow):
@@ -164,7 +161,7 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
         return false()
     return exists(
         select(rel.pk).where(
-            rel.patient_id.in_(person_patients(row.patient_id)),
+            in_person(rel.patient_id, row.patient_id, row),
             or_(rel.ends_at.is_(None), rel.ends_at > now),
             or_(*with_whom),
         )
@@ -176,7 +173,7 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
 
     def applicable(extra: ColumnElement[bool]) -> Any:
         return select(d.level).where(
-            d.patient_id.in_(person_patients(row.patient_id)),
+            in_person(d.patient_id, row.patient_id, row),
             or_(d.starts_at.is_(None), d.starts_at <= now),
             or_(d.ends_at.is_(None), d.ends_at > now),
             or_(d.recipient_organisation.is_(None), d.recipient_organisation == node.organisation)
@@ -210,3 +207,38 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
         else or_(best_deny == -1, best_deny < best_permit)
     )
     return and_(not_sealed, decided)
+
+
+def something_withheld(
+    session: Any,
+    *,
+    patient_ids: list[str],
+    visible: ColumnElement[bool],
+    types: list[str] | None = None,
+) -> bool:
+    """Whether any current resource of these patients is hidden from the caller, leaving out
+    sealed items (whose very existence is not to be hinted at). Answers yes or no, never how
+    many or what: the search result says only that something is withheld."""
+    if not patient_ids:
+        return False
+    sealed = aliased(ConsentDirectiveRow)
+    conditions = [
+        ResourceRow.patient_id.in_(patient_ids),
+        ResourceRow.deleted.is_(False),
+        # Only what a source recorded counts: not carejoin's own identity records, and not
+        # the person's choices (a Consent sealing an item names it).
+        ResourceRow.source_org.is_not(None),
+        ResourceRow.resource_type != "Consent",
+        not_(visible),
+        not_(
+            exists(
+                select(sealed.pk).where(
+                    sealed.decision == "deny",
+                    sealed.item == ResourceRow.resource_type + "/" + ResourceRow.resource_id,
+                )
+            )
+        ),
+    ]
+    if types:
+        conditions.append(ResourceRow.resource_type.in_(types))
+    return bool(session.scalar(select(exists(select(ResourceRow.pk).where(*conditions)))))

@@ -23,3 +23,7 @@ def test_agreement(**changes: Any) -> dict[str, Any]:
     )
     document.update(changes)
     return document
+
+
+# A factory, not a test: pytest must not collect it where a test module imports it.
+test_agreement.__test__ = False  # type: ignore[attr-defined]
