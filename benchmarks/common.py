@@ -56,6 +56,7 @@ def server(
         "CAREJOIN_DATABASE_URL": url,
         "CAREJOIN_BASE_URL": base_url,
         "CAREJOIN_AUTH__DEVELOPMENT_KEY_PATH": str(BENCH_KEY),
+        "CAREJOIN_AGREEMENT_PATH": str(bench_agreement()),
         # The store's figures: the outbox dispatcher (identity linking) is measured on its own.
         "CAREJOIN_DISPATCH_EVENTS": os.environ.get("CAREJOIN_DISPATCH_EVENTS", "false"),
     }
@@ -106,6 +107,25 @@ BENCH_KEY = ROOT / "benchmarks" / "results" / "development-issuer-key.pem"
 TOKEN_VARIABLE = "CAREJOIN_BENCH_TOKEN"
 
 
+BENCH_AGREEMENT = ROOT / "benchmarks" / "results" / "agreement.json"
+BENCH_CLIENT = {"sub": "benchmark", "client_id": "benchmark", "scope": "system/*.cruds"}
+
+
+def bench_agreement() -> Path:
+    """The demo's sharing agreement plus a clause letting the benchmark client read
+    everything (the caller "whose agreement grants everything")."""
+    import json
+
+    document = json.loads((ROOT / "carejoin" / "data" / "demo_agreement.json").read_text())
+    document["version"] = "benchmark"
+    document["system_clients"].append(
+        {"client_id": "benchmark", "categories": ["*"], "from": ["*"], "match": True}
+    )
+    BENCH_AGREEMENT.parent.mkdir(parents=True, exist_ok=True)
+    BENCH_AGREEMENT.write_text(json.dumps(document))
+    return BENCH_AGREEMENT
+
+
 def bench_token(base_url: str, claims: dict[str, object] | None = None) -> str:
     """A development-issuer token for the benchmark server at ``base_url`` (a system client)."""
     from fhir_gateway.auth.issuer import DevelopmentIssuer
@@ -116,9 +136,7 @@ def bench_token(base_url: str, claims: dict[str, object] | None = None) -> str:
         key_path=BENCH_KEY,
         lifetime=24 * 3600,
     )
-    return issuer.issue(
-        claims or {"sub": "benchmark", "client_id": "benchmark", "scope": "system/*.cruds"}
-    )
+    return issuer.issue(claims or BENCH_CLIENT)
 
 
 def auth_headers() -> dict[str, str]:

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     audit_seal_interval: float = Field(default=2.0, ge=0, le=3600)
     audit_block_size: int = Field(default=10000, ge=1, le=1_000_000)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    agreement_path: str | None = Field(
+        default=None,
+        description="The sharing agreement in force until one is loaded through /admin/agreement.",
+    )
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> "Settings":
@@ -56,6 +60,7 @@ class Settings(BaseSettings):
             audit_seal_interval=self.audit_seal_interval,
             audit_block_size=self.audit_block_size,
             auth=self.auth,
+            agreement_path=self.agreement_path,
         )
 
     def auth_settings(self) -> AuthSettings:

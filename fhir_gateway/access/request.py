@@ -23,7 +23,9 @@ from fhir_gateway.auth.dependencies import access
 
 async def bind_writer(request: Request) -> None:
     """Router dependency (after ``authenticate``): bind what this caller may write."""
-    writer.bind(writer.scope_for(access(request), await agreement_async(request)))
+    writer.bind(
+        writer.scope_for(access(request), await agreement_async(request), query=_query(request))
+    )
 
 
 def _query(request: Request) -> str:

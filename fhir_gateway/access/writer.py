@@ -25,25 +25,28 @@ SOURCE_PREFIX = "urn:carejoin:source:"
 
 @dataclass(frozen=True, slots=True)
 class WriterScope:
-    """``organisations``: whose records the caller may write (None: anyone's)."""
+    """``organisations``: whose records the caller may write (None: anyone's). ``context``
+    and ``query`` let the store audit each write, in the write's own transaction."""
 
     organisations: frozenset[str] | None
     attribute_to: str | None  # the meta.source given to what it creates without one
+    context: AccessContext | None = None
+    query: str = ""
 
 
 _writer: ContextVar[WriterScope | None] = ContextVar("carejoin_writer", default=None)
 
 
-def scope_for(context: AccessContext, agreement: Agreement) -> WriterScope:
+def scope_for(context: AccessContext, agreement: Agreement, *, query: str = "") -> WriterScope:
     own = frozenset({context.organisation}) if context.organisation else frozenset()
     attribute = SOURCE_PREFIX + context.organisation if context.organisation else None
     if context.kind is CallerKind.SYSTEM:
         clause = agreement.system_clients.get(context.client_id or "")
         if clause is not None and context.purpose.value in clause.purposes:
             if WILDCARD in clause.from_organisations:
-                return WriterScope(None, attribute)
-            return WriterScope(own | clause.from_organisations, attribute)
-    return WriterScope(own, attribute)
+                return WriterScope(None, attribute, context, query)
+            return WriterScope(own | clause.from_organisations, attribute, context, query)
+    return WriterScope(own, attribute, context, query)
 
 
 def bind(scope: WriterScope | None) -> None:

@@ -4,7 +4,7 @@ Reads are plain ``def`` endpoints (run in the thread pool); writes read the body
 bounded way on the event loop and then do their database work in the thread pool.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,7 @@ from fhir_gateway.search.params import SearchError, parse_search
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import refile, repository, service, transaction
 from fhir_gateway.store.everything import everything
+from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.reads import ReadAccess, ResourceReader
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.store.visibility import compile_visibility, something_withheld
@@ -574,10 +575,11 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
         raise Invalid(str(exc)) from exc
     base = _base(request)
     now = _now()
-    visible = compile_visibility(consent.visible_sync(request), now=now)
+    visible_on = _visible_on(request, now)
+    visible = visible_on(ResourceRow)
     context = access(request)
     with _uow(request) as session:
-        result = service.search(session, search_request, base_url=base, visible=visible)
+        result = service.search(session, search_request, base_url=base, visible_on=visible_on)
         # An included resource whose type the scopes do not let the caller read is left out.
         included = [r for r in result.included if context.allows(r.resource_type, "r")]
         _audit_page(
@@ -812,11 +814,21 @@ def _check_bundle_scopes(request: Request, data: dict[str, Any], base: str) -> N
             require_scope(context, parts[0], permission)
 
 
+def _visible_on(request: Request, now: datetime) -> Callable[[Any], Any]:
+    """The caller's consent predicate, compiled for any row of the resource table."""
+    predicate = consent.visible_sync(request)
+    return lambda row: compile_visibility(predicate, now=now, row=row)
+
+
 def _get_entry(request: Request, session: Session, url: str) -> transaction.EntryResponse:
+    """A GET inside a batch or transaction: the same consent and audit as on its own."""
     path, _, query = url.partition("?")
     parts = [p for p in path.split("/") if p]
+    now = _now()
+    visible_on = _visible_on(request, now)
     if len(parts) == 2 and parts[0] in SUPPORTED_TYPES:
-        stored = service.read(session, parts[0], parts[1])
+        stored = service.read(session, parts[0], parts[1], visible=visible_on(ResourceRow))
+        _audit_page(request, session, interaction="read", resources=[stored], now=now)
         return transaction.EntryResponse(status="200 OK", stored=stored)
     if len(parts) == 1 and parts[0] in SUPPORTED_TYPES:
         settings = request.app.state.gateway_settings
@@ -830,10 +842,20 @@ def _get_entry(request: Request, session: Session, url: str) -> transaction.Entr
             )
         except SearchError as exc:
             raise Invalid(str(exc)) from exc
-        result = service.search(session, search_request, base_url=_base(request))
+        result = service.search(
+            session, search_request, base_url=_base(request), visible_on=visible_on
+        )
+        included = [r for r in result.included if access(request).allows(r.resource_type, "r")]
+        _audit_page(
+            request,
+            session,
+            interaction="search-type",
+            resources=[*result.page.resources, *included],
+            now=now,
+        )
         body = render.searchset(
             result.page,
-            result.included,
+            included,
             base_url=_base(request),
             resource_type=parts[0],
             params=parse_qsl(query),

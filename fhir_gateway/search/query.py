@@ -10,6 +10,7 @@ exactly once however the rest of the data changes (3.1.1.6 "Paging": the server 
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -70,14 +71,29 @@ class SearchPage:
     previous_cursor: str | None
 
 
+VisibleOn = Callable[[Any], ColumnElement[bool]]
+
+
 def where_clauses(
-    request_type: str, criteria: list[Criterion], row: Any, *, base_url: str
+    request_type: str,
+    criteria: list[Criterion],
+    row: Any,
+    *,
+    base_url: str,
+    visible_on: VisibleOn | None = None,
 ) -> list[ColumnElement[bool]]:
-    """The WHERE clauses selecting rows of ``row`` (a ResourceRow or alias) that match."""
-    return [_criterion(c, row, base_url=base_url) for c in criteria]
+    """The WHERE clauses selecting rows of ``row`` (a ResourceRow or alias) that match.
+
+    ``visible_on(alias)`` is the caller's consent predicate for another row of the resource
+    table: a chained parameter matches only through resources the caller may see, so a chain
+    cannot probe what is hidden.
+    """
+    return [_criterion(c, row, base_url=base_url, visible_on=visible_on) for c in criteria]
 
 
-def _criterion(c: Criterion, row: Any, *, base_url: str) -> ColumnElement[bool]:
+def _criterion(
+    c: Criterion, row: Any, *, base_url: str, visible_on: VisibleOn | None = None
+) -> ColumnElement[bool]:
     code = c.param.code
     if code == "_id":
         return _id_criterion(c, row)
@@ -93,7 +109,7 @@ def _criterion(c: Criterion, row: Any, *, base_url: str) -> ColumnElement[bool]:
         has_any = exists().where(table.c.resource_pk == row.pk, scope)
         return not_(has_any) if c.values[0] == "true" else has_any
     if c.chain is not None:
-        return _chain(c, row, base_url=base_url)
+        return _chain(c, row, base_url=base_url, visible_on=visible_on)
     match = or_(*(_value(c, table, v, base_url=base_url) for v in c.values))
     if c.modifier == "not":
         # :not matches resources with no value matching (including those with no value at all).
@@ -230,15 +246,19 @@ def _reference_value(c: Criterion, table: Any, value: str, *, base_url: str) -> 
     return and_(*clauses)
 
 
-def _chain(c: Criterion, row: Any, *, base_url: str) -> ColumnElement[bool]:
+def _chain(
+    c: Criterion, row: Any, *, base_url: str, visible_on: VisibleOn | None
+) -> ColumnElement[bool]:
     assert c.chain is not None
     assert c.chain_type is not None
     target = aliased(ResourceRow)
     targets = select(target.resource_id).where(
         target.resource_type == c.chain_type,
         target.deleted.is_(False),
-        _criterion(c.chain, target, base_url=base_url),
+        _criterion(c.chain, target, base_url=base_url, visible_on=visible_on),
     )
+    if visible_on is not None:
+        targets = targets.where(visible_on(target))
     return row.pk.in_(
         select(search_reference.c.resource_pk).where(
             search_reference.c.resource_type == c.resource_type,
@@ -278,13 +298,15 @@ def sort_expression(key: SortKey, row: Any) -> Any:
 
 
 def base_query(
-    request: SearchRequest, *, base_url: str
+    request: SearchRequest, *, base_url: str, visible_on: VisibleOn | None = None
 ) -> tuple[Select[Any], list[ColumnElement[bool]]]:
     row = ResourceRow
     clauses: list[ColumnElement[bool]] = [
         row.resource_type == request.resource_type,
         row.deleted.is_(False),
-        *where_clauses(request.resource_type, request.criteria, row, base_url=base_url),
+        *where_clauses(
+            request.resource_type, request.criteria, row, base_url=base_url, visible_on=visible_on
+        ),
     ]
     return select(row.pk), clauses
 
@@ -294,16 +316,17 @@ def run_search(
     request: SearchRequest,
     *,
     base_url: str,
-    visible: ColumnElement[bool] | None = None,
+    visible_on: VisibleOn | None = None,
 ) -> SearchPage:
     """One page of matching resources, with the total when asked for and the cursors.
 
-    ``visible`` restricts the matches before they are counted, sorted or paged, so neither
-    ``Bundle.total`` nor the paging reveals what the caller may not see.
+    ``visible_on`` (the caller's consent predicate for a row) restricts the matches before
+    they are counted, sorted or paged, so neither ``Bundle.total`` nor the paging reveals
+    what the caller may not see; chained parameters go only through visible resources.
     """
-    _, clauses = base_query(request, base_url=base_url)
-    if visible is not None:
-        clauses.append(visible)
+    _, clauses = base_query(request, base_url=base_url, visible_on=visible_on)
+    if visible_on is not None:
+        clauses.append(visible_on(ResourceRow))
     row = ResourceRow
     keys = request.sort
     sort_columns = [sort_expression(k, row) for k in keys]

@@ -23,7 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from consent.audit import Action, Outcome, record_for
 from fhir_gateway.access import derive, writer
+from fhir_gateway.access.people import person_references
+from fhir_gateway.audit.repository import add_events
 from fhir_gateway.outcomes import Forbidden, NotFound
 from fhir_gateway.search.model import IndexEntries
 from fhir_gateway.store.models import (
@@ -259,6 +262,7 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
     )
     _insert_index_rows(session, writes)
     derive.replace_derived(session, writes, now=max(w.last_updated for w in writes))
+    _audit_writes(session, writes)
     bulk_insert(
         session,
         OutboxRow.__table__,  # type: ignore[arg-type]
@@ -307,6 +311,45 @@ def _check_writer(session: Session, writes: Sequence[PendingWrite]) -> None:
                 f"{w.resource_type}/{w.resource_id}: meta.source must be this caller's own "
                 "organisation; a source's records are written only by that source"
             )
+
+
+def _audit_writes(session: Session, writes: Sequence[PendingWrite]) -> None:
+    """One AuditEvent per person and kind of write, in the write's transaction, for writes
+    made on behalf of a signed-in caller (internal writers record their own provenance)."""
+    scope = writer.current()
+    if scope is None or scope.context is None:
+        return
+    now = max(w.last_updated for w in writes)
+    persons = person_references(session, (w.patient_id for w in writes))
+    kinds: dict[tuple[Action, str | None], None] = {}
+    for w in writes:
+        action = (
+            Action.DELETE
+            if w.method == "DELETE"
+            else Action.CREATE
+            if w.version_id == 1
+            else Action.UPDATE
+        )
+        kinds[(action, persons.get(w.patient_id or ""))] = None
+    add_events(
+        session,
+        [
+            record_for(
+                scope.context,
+                recorded_at=now,
+                action=action,
+                interaction={
+                    Action.CREATE: "create",
+                    Action.UPDATE: "update",
+                    Action.DELETE: "delete",
+                }[action],
+                outcome=Outcome.SUCCESS,
+                query=scope.query,
+                person=person,
+            )
+            for action, person in kinds
+        ],
+    )
 
 
 def _action(write: PendingWrite) -> str:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from sqlalchemy import ColumnElement
@@ -31,7 +31,13 @@ from fhir_gateway.outcomes import (
 )
 from fhir_gateway.search.extract import extract
 from fhir_gateway.search.params import SearchError, SearchRequest, parse_search
-from fhir_gateway.search.query import SearchPage, include_targets, revinclude_sources, run_search
+from fhir_gateway.search.query import (
+    SearchPage,
+    VisibleOn,
+    include_targets,
+    revinclude_sources,
+    run_search,
+)
 from fhir_gateway.search.registry import PATIENT_COMPARTMENT
 from fhir_gateway.store import repository
 from fhir_gateway.store.models import ResourceRow
@@ -307,15 +313,16 @@ def search(
     request: SearchRequest,
     *,
     base_url: str,
-    visible: ColumnElement[bool] | None = None,
+    visible_on: VisibleOn | None = None,
 ) -> SearchResult:
     """Run a search and its ``_include``/``_revinclude``s (one level, plus ``:iterate``).
 
-    ``visible`` (consent's predicate, compiled) is applied to the matches before they are
-    counted, sorted or paged, and to every included resource.
+    ``visible_on`` (consent's predicate, compiled for a row) is applied to the matches before
+    they are counted, sorted or paged, to chained parameters, and to every included resource.
     """
+    visible = visible_on(ResourceRow) if visible_on is not None else None
     try:
-        page = run_search(session, request, base_url=base_url, visible=visible)
+        page = run_search(session, request, base_url=base_url, visible_on=visible_on)
     except SearchError as exc:
         raise (NotSupported if exc.unsupported else Invalid)(str(exc)) from exc
     included: dict[int, StoredResource] = {}
@@ -385,12 +392,15 @@ def find_matches(
     request.sort = []
     request.count = 2
     scope = writer.current()
-    visible = (
-        ResourceRow.source_org.in_(sorted(scope.organisations))
-        if scope is not None and scope.organisations is not None
-        else None
-    )
-    return search(session, request, base_url=base_url, visible=visible).page.resources
+    visible_on: VisibleOn | None = None
+    if scope is not None and scope.organisations is not None:
+        writable = sorted(scope.organisations)
+
+        def visible_on(row: Any) -> ColumnElement[bool]:
+            # A conditional write matches only what the caller may write.
+            return cast(ColumnElement[bool], row.source_org.in_(writable))
+
+    return search(session, request, base_url=base_url, visible_on=visible_on).page.resources
 
 
 def history(

@@ -1,0 +1,271 @@
+"""Consent and audit on the read paths, on PostgreSQL.
+
+The same requests by two callers, through the same code (authentication, the consent
+predicate compiled into the query, an AuditEvent per person committed with the data):
+
+- a GP at practice Z90001 (the heavy people are registered there), whose access the demo
+  agreement, the relationship and the person's directives decide;
+- the benchmark system client, whose clause of the agreement grants everything: the
+  baseline that consent's cost is measured against.
+
+Figures: ``$everything?_count=500`` for people with about 300 resources across three sources
+(p50, p99 at concurrency 1; requests/s at 8), ``Observation?patient=..&_count=50&_sort=-date``
+(p50, p95 at concurrency 1), read by id (requests/s at 8; p99 paced at 1,000/s), each beside
+the raw-SQL floor; and what writing the AuditEvent costs a read, measured on the read path's
+own statement with and without its audit insert (psycopg, 8 concurrent connections).
+
+Loads the population (``benchmarks.fhir_store``) and the heavy people
+(``benchmarks.everything``) if they are not there yet.
+
+    python -m benchmarks.consent --people 100000 --heavy 50
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import namedtuple_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
+
+from benchmarks.common import (
+    BENCH_CLIENT,
+    TOKEN_VARIABLE,
+    bench_agreement,
+    bench_token,
+    bench_url,
+    ensure_database,
+    machine,
+    rss_mb,
+    server,
+)
+from benchmarks.everything import SOURCES, floor, load_heavy
+from benchmarks.fhir_store import _in_process, load_population
+from benchmarks.loadgen import run_in_process
+from consent.audit import Action, Outcome, record_for
+from consent.context import context_from_claims
+from fhir_gateway.access.service import parse_document, predicate_for
+from fhir_gateway.store import reads, repository
+from fhir_gateway.store.models import ResourceRow, UtcDateTime
+from fhir_gateway.store.visibility import compile_visibility
+
+GP_CLAIMS: dict[str, object] = {
+    "sub": "gp-Z90001-0",
+    "fhirUser": "Practitioner/gp-Z90001-0",
+    "organization": "Z90001",
+    "role": "R8000",
+    "scope": "user/*.rs",
+}
+
+
+def _loadgen(
+    port: int, token: str, paths: list[str], concurrency: int, seconds: float, rate: float | None
+) -> dict[str, float]:
+    # The load generator runs in a spawned process, which reads the token from the
+    # environment when it starts.
+    os.environ[TOKEN_VARIABLE] = token
+    return _in_process(run_in_process, "127.0.0.1", port, paths, concurrency, seconds, rate)
+
+
+def _heavy_resources(url: str, firsts: list[str]) -> tuple[list[str], list[str]]:
+    """(every heavy source patient id, read paths of their resources)."""
+    patients = [f.replace("-gp-", f"-{p}-") for f in firsts for p, _ in SOURCES]
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        rows = conn.execute(
+            "SELECT resource_type, resource_id FROM resource "
+            "WHERE patient_id = ANY(%s) AND NOT deleted ORDER BY pk",
+            (patients,),
+        ).fetchall()
+    return patients, [f"/fhir/{t}/{i}" for t, i in rows]
+
+
+def _search_floor(url: str, patients: list[str], seconds: float) -> dict[str, float]:
+    times: list[float] = []
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        deadline = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            rows = conn.execute(
+                "SELECT r.body FROM resource r JOIN search_date d ON d.resource_pk = r.pk "
+                "AND d.param = 'date' WHERE r.resource_type = 'Observation' "
+                "AND r.patient_id = %s AND NOT r.deleted ORDER BY d.high DESC NULLS LAST "
+                "LIMIT 51",
+                (patients[i % len(patients)],),
+            ).fetchall()
+            ("[" + ",".join(r[0] for r in rows) + "]").encode()
+            times.append((time.perf_counter() - t0) * 1000)
+            i += 1
+    ordered = sorted(times)
+    return {
+        "floor_search_p50_ms": statistics.median(times),
+        "floor_search_p95_ms": ordered[int(len(ordered) * 0.95) - 1],
+    }
+
+
+async def _sql_reads(
+    conninfo: str, sql: str, params: list[dict[str, Any]], seconds: float
+) -> float:
+    """Statements per second at 8 connections (autocommit, prepared) over ``params``."""
+    pool = AsyncConnectionPool(
+        conninfo,
+        min_size=8,
+        max_size=8,
+        kwargs={"autocommit": True, "row_factory": namedtuple_row},
+        open=False,
+    )
+    await pool.open()
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal done
+        i = k
+        async with pool.connection() as conn:
+            while time.perf_counter() < deadline:
+                cursor = await conn.execute(sql, params[i % len(params)])
+                await cursor.fetchone()
+                done += 1
+                i += 8
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(8)))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    return done / elapsed
+
+
+def audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[str, float]:
+    """The GP's read statement with its audit insert against the same without it."""
+    agreement = parse_document(json.loads(bench_agreement().read_text()))
+    context = context_from_claims(GP_CLAIMS)
+    predicate = predicate_for(context, agreement)
+    with_audit, constants = reads._compiled("current", predicate)
+    found = select(*repository.CURRENT_COLUMNS).where(
+        ResourceRow.resource_type == reads._slot("resource_type"),
+        ResourceRow.resource_id == reads._slot("resource_id"),
+        compile_visibility(predicate, now=reads._slot("consent_now", UtcDateTime())),
+    )
+    compiled = found.compile(
+        dialect=postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"render_postcompile": True},
+    )
+    without_audit = str(compiled)
+    plain_constants = {k: v for k, v in compiled.params.items() if v is not None}
+    now = datetime.now(UTC)
+    audit = record_for(
+        context,
+        recorded_at=now,
+        action=Action.READ,
+        interaction="read",
+        outcome=Outcome.SUCCESS,
+        query="/fhir/benchmark",
+    )
+    access = reads.ReadAccess(predicate=predicate, now=now, audit=audit)
+    targets = [p.split("/")[2:4] for p in read_paths]
+    audited_params = [
+        reads._params(access, constants, resource_type=t, resource_id=i) for t, i in targets
+    ]
+    plain_params = [
+        {**plain_constants, "resource_type": t, "resource_id": i, "consent_now": now}
+        for t, i in targets
+    ]
+    conninfo = url.replace("+psycopg", "")
+    plain = asyncio.run(_sql_reads(conninfo, without_audit, plain_params, seconds))
+    audited = asyncio.run(_sql_reads(conninfo, with_audit, audited_params, seconds))
+    return {
+        "sql_read_rate_without_audit": plain,
+        "sql_read_rate_with_audit": audited,
+        "audit_read_rate_drop_pct": 100 * (1 - audited / plain),
+    }
+
+
+def measure(
+    port: int,
+    token: str,
+    label: str,
+    paths: tuple[list[str], list[str], list[str]],
+    seconds: float,
+) -> dict[str, float]:
+    everything_paths, search_paths, read_paths = paths
+    _loadgen(port, token, everything_paths, 1, 3.0, None)  # warm up
+    one = _loadgen(port, token, everything_paths, 1, seconds, None)
+    eight = _loadgen(port, token, everything_paths, 8, seconds, None)
+    search = _loadgen(port, token, search_paths, 1, seconds, None)
+    _loadgen(port, token, read_paths[:500], 8, 3.0, None)
+    read8 = _loadgen(port, token, read_paths, 8, seconds, None)
+    paced = _loadgen(port, token, read_paths, 8, seconds, 1000.0)
+    return {
+        f"{label}_everything_p50_ms": one["p50"],
+        f"{label}_everything_p99_ms": one["p99"],
+        f"{label}_everything_rate_8": eight["throughput"],
+        f"{label}_search_p50_ms": search["p50"],
+        f"{label}_search_p95_ms": search["p95"],
+        f"{label}_read_rate_8": read8["throughput"],
+        f"{label}_read_paced_p99_ms": paced["p99"],
+        f"{label}_errors": one["errors"] + eight["errors"] + search["errors"] + read8["errors"],
+    }
+
+
+def _entries(token: str, base: str, path: str) -> int:
+    import httpx
+
+    response = httpx.get(base + path, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response.raise_for_status()
+    return len([e for e in response.json().get("entry", []) if e["search"]["mode"] != "outcome"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--heavy", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--load-processes", type=int, default=2)
+    args = parser.parse_args()
+    url = bench_url().replace("carejoin_bench", f"carejoin_bench_{args.people}")
+    ensure_database(url, fresh=False)
+    figures: dict[str, float] = {"people": args.people, "heavy_people": args.heavy}
+    load_population(url, args.people, processes=args.load_processes)
+    firsts = load_heavy(url, args.heavy)
+    patients, read_paths = _heavy_resources(url, firsts)
+    figures["heavy_source_patients"] = len(patients)
+    figures["heavy_resources"] = len(read_paths)
+    everything_paths = [f"/fhir/Patient/{p}/$everything?_count=500" for p in firsts]
+    search_paths = [f"/fhir/Observation?patient={p}&_count=50&_sort=-date" for p in firsts]
+    paths = (everything_paths, search_paths, read_paths)
+    with server(url) as (host, port, proc):
+        base = f"http://{host}:{port}"
+        gp = bench_token(f"{base}/fhir", GP_CLAIMS)
+        everyone = bench_token(f"{base}/fhir", BENCH_CLIENT)
+        figures["gp_everything_entries"] = _entries(gp, base, everything_paths[0])
+        figures["all_everything_entries"] = _entries(everyone, base, everything_paths[0])
+        figures.update(measure(port, everyone, "all", paths, args.seconds))
+        figures.update(measure(port, gp, "gp", paths, args.seconds))
+        figures["rss_after_mb"] = rss_mb(proc.pid)
+    figures.update(floor(url, firsts, args.seconds / 2))
+    figures.update(_search_floor(url, firsts, args.seconds / 2))
+    figures.update(audit_cost(url, read_paths, args.seconds / 2))
+    for kind, key in (("everything", "p50_ms"), ("everything", "p99_ms"), ("search", "p95_ms")):
+        figures[f"consent_{kind}_{key}_added_pct"] = 100 * (
+            figures[f"gp_{kind}_{key}"] / figures[f"all_{kind}_{key}"] - 1
+        )
+    figures["gp_everything_p50_ratio_to_floor"] = (
+        figures["gp_everything_p50_ms"] / figures["floor_p50_ms"]
+    )
+    figures["gp_search_p95_ratio_to_floor"] = (
+        figures["gp_search_p95_ms"] / figures["floor_search_p95_ms"]
+    )
+    print(f"\nmachine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}; database: PostgreSQL")
+    for key, value in figures.items():
+        print(f"{key:40} {value:12.2f}" if isinstance(value, float) else f"{key:40} {value:>12}")
+
+
+if __name__ == "__main__":
+    main()
