@@ -79,8 +79,10 @@ def _heavy_resources(url: str, firsts: list[str]) -> tuple[list[str], list[str]]
     patients = [f.replace("-gp-", f"-{p}-") for f in firsts for p, _ in SOURCES]
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         rows = conn.execute(
+            # What a source recorded (identity's own Person and Provenances are seen only
+            # by callers granted everything, so a GP's read of them would be a 404).
             "SELECT resource_type, resource_id FROM resource "
-            "WHERE patient_id = ANY(%s) AND NOT deleted ORDER BY pk",
+            "WHERE patient_id = ANY(%s) AND NOT deleted AND source_org IS NOT NULL ORDER BY pk",
             (patients,),
         ).fetchall()
     return patients, [f"/fhir/{t}/{i}" for t, i in rows]

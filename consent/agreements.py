@@ -24,6 +24,8 @@ The parts:
 - ``case_finding_roles``: roles in the team aligned with a practice that may see that
   practice's case-finding results.
 - ``privacy_officer_roles``: who reads the audit and administers the agreement.
+- ``identity_steward_roles``: who decides identity's review queue and links or unlinks
+  records by hand (system clients may too).
 - ``system_clients``: what each system client may read beyond its own organisation's data,
   and whether it may call ``$match``.
 """
@@ -138,6 +140,7 @@ class Agreement:
     self_claim_hours: float = 24.0
     case_finding_roles: frozenset[str] = frozenset()
     privacy_officer_roles: frozenset[str] = frozenset()
+    identity_steward_roles: frozenset[str] = frozenset()
     system_clients: Mapping[str, SystemClause] = field(default_factory=dict)
 
     def kind_of(self, ods: str | None) -> str | None:
@@ -197,6 +200,7 @@ def parse_agreement(
         "self_claim_hours",
         "case_finding_roles",
         "privacy_officer_roles",
+        "identity_steward_roles",
         "system_clients",
         "description",
     }
@@ -245,6 +249,9 @@ def parse_agreement(
         case_finding_roles=_strings(document.get("case_finding_roles"), "case_finding_roles"),
         privacy_officer_roles=_strings(
             document.get("privacy_officer_roles"), "privacy_officer_roles"
+        ),
+        identity_steward_roles=_strings(
+            document.get("identity_steward_roles"), "identity_steward_roles"
         ),
         system_clients=clients,
     )

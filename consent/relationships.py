@@ -45,7 +45,11 @@ class Relationship:
         return self.ends_at is None or self.ends_at > now
 
     def opens_to(
-        self, *, organisation: str | None, practitioner: str | None, registering: frozenset[str]
+        self,
+        *,
+        organisation: str | None,
+        practitioner: str | None,
+        registering: frozenset[str],
     ) -> bool:
         """Whether this relationship is with ``organisation`` or ``practitioner``."""
         if self.kind == "registered" and self.source_organisation not in registering:

@@ -252,7 +252,10 @@ def visibility(
         and role in agreement.break_glass_roles
         and context.user is not None
     )
-    parts: list[Predicate] = []
+    # What the agreement shares, as label predicates grouped by whether the person's explicit
+    # consent is needed; the person-level gates (relationship, directives, break-glass) then
+    # appear once per group, not once per source (they are the expensive part in SQL).
+    groups: dict[bool, dict[tuple[frozenset[str], frozenset[str]], set[str]]] = {}
     for rule in agreement.rules:
         if not any(
             rule.applies_to(organisation=organisation, kind=kind, role=role, purpose=p)
@@ -265,27 +268,35 @@ def visibility(
             if not types:
                 continue
             explicit = needs_explicit_consent(agreement, organisation, source)
-            gate = all_of(
-                Related(organisation, context.user, registering_practices(agreement)),
-                DirectivesAllow(organisation, role, explicit, lift_objections=False),
-            )
-            if breaking_glass:
-                assert context.user is not None
-                gate = any_of(
-                    gate,
-                    all_of(
-                        BrokeGlass(context.user),
-                        DirectivesAllow(organisation, role, explicit, lift_objections=True),
-                    ),
-                )
-            parts.append(
+            groups.setdefault(explicit, {}).setdefault((types, hidden), set()).add(source)
+    parts: list[Predicate] = []
+    for explicit in sorted(groups):
+        shared = any_of(
+            *(
                 all_of(
-                    SourceIn(frozenset({source})),
+                    SourceIn(frozenset(sources)),
                     TypeIn(types),
                     SensitivityNone(hidden) if hidden else Const(True),
-                    gate,
+                )
+                for (types, hidden), sources in sorted(
+                    groups[explicit].items(), key=lambda item: sorted(item[1])
                 )
             )
+        )
+        gate = all_of(
+            Related(organisation, context.user, registering_practices(agreement)),
+            DirectivesAllow(organisation, role, explicit, lift_objections=False),
+        )
+        if breaking_glass:
+            assert context.user is not None
+            gate = any_of(
+                gate,
+                all_of(
+                    BrokeGlass(context.user),
+                    DirectivesAllow(organisation, role, explicit, lift_objections=True),
+                ),
+            )
+        parts.append(all_of(shared, gate))
     return any_of(own, directory, *parts)
 
 
@@ -454,3 +465,51 @@ def labels_text(categories: Iterable[str]) -> str | None:
     around each, so a category is matched whole with LIKE '% a %')."""
     ordered = sorted(set(categories))
     return f" {' '.join(ordered)} " if ordered else None
+
+
+# -- one person's record: the person-level parts decided once ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PersonFacts:
+    """What the policy needs to know about one person, loaded once for a request about them:
+    the relationships and break-glass grants recorded against any of their source patients,
+    and whether they have recorded any directive at all."""
+
+    relationships: tuple[Relationship, ...]
+    grants: tuple[Grant, ...]
+    has_directives: bool
+
+
+def specialise(predicate: Predicate, facts: PersonFacts, *, now: datetime) -> Predicate:
+    """``predicate`` for resources of the one person ``facts`` describes, with the
+    person-level parts decided: a relationship and a break-glass grant are known for the
+    person, and without directives their choices allow everything (or, where explicit
+    consent is needed, nothing). What remains is a predicate over the resource's labels (and
+    directives, if the person has any). Valid only for resources of that person."""
+    if isinstance(predicate, AnyOf):
+        return any_of(*(specialise(item, facts, now=now) for item in predicate.items))
+    if isinstance(predicate, AllOf):
+        return all_of(*(specialise(item, facts, now=now) for item in predicate.items))
+    if isinstance(predicate, Related):
+        return Const(
+            any(
+                r.in_force(now)
+                and r.opens_to(
+                    organisation=predicate.organisation,
+                    practitioner=predicate.practitioner,
+                    registering=predicate.registering,
+                )
+                for r in facts.relationships
+            )
+        )
+    if isinstance(predicate, BrokeGlass):
+        return Const(
+            any(
+                g.practitioner == predicate.practitioner and g.expires_at > now
+                for g in facts.grants
+            )
+        )
+    if isinstance(predicate, DirectivesAllow) and not facts.has_directives:
+        return Const(not predicate.require_permit)
+    return predicate

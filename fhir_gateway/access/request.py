@@ -15,10 +15,15 @@ from consent.agreements import Agreement
 from consent.audit import Action, AuditRecord, Outcome, record_for
 
 __all__ = ["Action", "agreement_async", "agreement_now", "audit_record", "per_person"]
-from consent.visibility import Predicate
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session
+
+from consent.visibility import Predicate, specialise
 from fhir_gateway.access import writer
+from fhir_gateway.access.people import person_facts
 from fhir_gateway.access.service import AgreementStore, predicate_for
 from fhir_gateway.auth.dependencies import access
+from fhir_gateway.store.visibility import compile_visibility
 
 
 async def bind_writer(request: Request) -> None:
@@ -61,6 +66,15 @@ def visible_sync(request: Request) -> Predicate:
 
 async def visible_async(request: Request) -> Predicate:
     return predicate(request, await agreement_async(request))
+
+
+def visible_for_person(
+    request: Request, session: Session, patient_ids: Iterable[str], *, now: datetime
+) -> ColumnElement[bool]:
+    """The caller's predicate for resources of one person (all ``patient_ids`` belong to
+    them), with the person-level parts decided once instead of per row."""
+    facts = person_facts(session, patient_ids)
+    return compile_visibility(specialise(visible_sync(request), facts, now=now), now=now)
 
 
 def audit_record(

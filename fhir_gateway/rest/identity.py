@@ -9,6 +9,7 @@ or accept the other candidate). Reading the queue needs ``Person`` search, decid
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,19 +19,51 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from consent.audit import Action
+from consent.context import AccessContext, CallerKind
+from fhir_gateway.access import request as consent
+from fhir_gateway.audit.repository import add_events
 from fhir_gateway.auth.dependencies import access, authenticate, require_scope, steward_of
 from fhir_gateway.identity import service
-from fhir_gateway.outcomes import Invalid
+from fhir_gateway.outcomes import Forbidden, Invalid
 from fhir_gateway.rest.http import read_body
 from fhir_gateway.validation import parse_json
 
 router = APIRouter(prefix="/identity", tags=["identity"], dependencies=[Depends(authenticate)])
 
 
-def _steward(request: Request) -> str:
+def _require_steward(request: Request, permission: str) -> AccessContext:
+    """Identity's decisions join and separate people's records: only a role the agreement
+    names as identity steward (or a system client), with Person in the token's scopes."""
     context = access(request)
-    require_scope(context, "Person", "u")
-    return steward_of(context)
+    require_scope(context, "Person", permission)
+    if context.kind is CallerKind.SYSTEM:
+        return context
+    roles = consent.agreement_now(request).identity_steward_roles
+    if context.kind is not CallerKind.USER or context.role not in roles:
+        raise Forbidden("The sharing agreement does not name this role as an identity steward")
+    return context
+
+
+def _audit(
+    request: Request,
+    session: Session,
+    interaction: str,
+    person_id: str | None,
+    reason: str | None = None,
+) -> None:
+    """A steward's decision is an administrative change, audited with the change itself."""
+    record = consent.audit_record(
+        request,
+        action=Action.UPDATE,
+        interaction=interaction,
+        person=f"Person/{person_id}" if person_id else None,
+    )
+    add_events(session, [replace(record, detail=reason)])
+
+
+def _steward(request: Request) -> str:
+    return steward_of(_require_steward(request, "u"))
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -58,7 +91,7 @@ async def _body(request: Request, *required: str) -> dict[str, str]:
 
 @router.get("/reviews")
 def list_reviews(request: Request, limit: int = 100) -> Response:
-    require_scope(access(request), "Person", "s")
+    _require_steward(request, "s")
     if not 1 <= limit <= 1000:
         raise Invalid("limit must be between 1 and 1000")
     with _uow(request) as session:
@@ -71,7 +104,11 @@ async def accept(request: Request, review_id: int) -> Response:
 
     def work() -> str:
         with _uow(request) as session:
-            return service.accept_review(session, review_id, steward=steward, now=datetime.now(UTC))
+            person = service.accept_review(
+                session, review_id, steward=steward, now=datetime.now(UTC)
+            )
+            _audit(request, session, "identity-accept", person)
+            return person
 
     person_id = await run_in_threadpool(work)
     return _json({"review": review_id, "status": "accepted", "person": f"Person/{person_id}"})
@@ -84,6 +121,7 @@ async def reject(request: Request, review_id: int) -> Response:
     def work() -> None:
         with _uow(request) as session:
             service.reject_review(session, review_id, steward=steward, now=datetime.now(UTC))
+            _audit(request, session, "identity-reject", None)
 
     await run_in_threadpool(work)
     return _json({"review": review_id, "status": "rejected"})
@@ -98,7 +136,7 @@ async def link(request: Request) -> Response:
 
     def work() -> str:
         with _uow(request) as session:
-            return service.link(
+            person = service.link(
                 session,
                 patient_id,
                 other_id,
@@ -106,6 +144,8 @@ async def link(request: Request) -> Response:
                 now=datetime.now(UTC),
                 reason=body["reason"],
             )
+            _audit(request, session, "identity-link", person, body["reason"])
+            return person
 
     person_id = await run_in_threadpool(work)
     return _json({"patient": f"Patient/{patient_id}", "person": f"Person/{person_id}"})
@@ -119,13 +159,15 @@ async def unlink(request: Request) -> Response:
 
     def work() -> str:
         with _uow(request) as session:
-            return service.unlink(
+            person = service.unlink(
                 session,
                 patient_id,
                 steward=steward,
                 now=datetime.now(UTC),
                 reason=body["reason"],
             )
+            _audit(request, session, "identity-unlink", person, body["reason"])
+            return person
 
     person_id = await run_in_threadpool(work)
     return _json({"patient": f"Patient/{patient_id}", "person": f"Person/{person_id}"})

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from consent.audit import Action
+from consent.context import CallerKind
 from fhir_gateway.access import request as consent
 from fhir_gateway.access.people import person_references
 from fhir_gateway.audit.repository import add_events
@@ -51,11 +52,15 @@ def record_summary(request: Request, patient_id: str) -> Response:
     with request.app.state.unit_of_work() as session:
         service.read(session, "Patient", patient_id, visible=visible)
         person_id, patient_ids = identity.joined_patients(session, patient_id)
+        visible = consent.visible_for_person(request, session, patient_ids, now=now)
         stored = _all_resources(session, patient_ids, readable, visible)
         persons = person_references(session, (r.patient_id for r in stored)).values()
         record = consent.audit_record(request, action=Action.READ, interaction="summary", now=now)
         add_events(session, consent.per_person(record, persons))
-        withheld = something_withheld(session, patient_ids=list(patient_ids), visible=visible)
+        # Never for the person themselves: it would hint at what is not for them.
+        withheld = context.kind is not CallerKind.PATIENT and something_withheld(
+            session, patient_ids=list(patient_ids), visible=visible
+        )
     summary = {
         "person": f"Person/{person_id}" if person_id else None,
         # Only the source patients whose records the caller may see are named.

@@ -187,10 +187,10 @@ def _history(request: Request, resource_type: str | None, resource_id: str | Non
         raise Invalid("The history paging cursor is not valid")
     cursor = int(cursor_text) if cursor_text else None
     now = _now()
-    visible = compile_visibility(consent.visible_sync(request), now=now)
+    visible_on = _visible_on(request, now)
     with _uow(request) as session:
         if resource_type is not None and resource_id is not None:
-            service.read_any(session, resource_type, resource_id, visible=visible)
+            service.read_any(session, resource_type, resource_id, visible=visible_on(ResourceRow))
         rows, next_pk = service.history(
             session,
             resource_type=resource_type,
@@ -198,7 +198,7 @@ def _history(request: Request, resource_type: str | None, resource_id: str | Non
             since=since,
             count=count,
             cursor=cursor,
-            visible=visible,
+            visible_on=visible_on,
         )
         interaction = (
             "history-instance"
@@ -289,8 +289,13 @@ def minimal_demographics(stored: StoredResource) -> dict[str, Any]:
     (NHS number, names, birth date, sex, postcode), marked SUBSETTED."""
     assert stored.body is not None
     patient = parse_json(stored.body.encode())
-    meta = dict(patient.get("meta") or {})
-    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    # Only the version and source: labels and tags could say more than identity needs.
+    meta = {
+        k: v
+        for k, v in (patient.get("meta") or {}).items()
+        if k in ("versionId", "lastUpdated", "source")
+    }
+    meta["tag"] = [SUBSETTED]
     minimal: dict[str, Any] = {"resourceType": "Patient", "id": patient["id"], "meta": meta}
     identifiers = [
         i for i in patient.get("identifier") or () if i.get("system") == NHS_NUMBER_SYSTEM
@@ -436,6 +441,8 @@ def patient_everything(request: Request, patient_id: str) -> Response:
     with _uow(request) as session:
         service.read(session, "Patient", patient_id, visible=visible)
         person_id, patient_ids = identity.joined_patients(session, patient_id)
+        # The person-level parts of consent decided once for this person, not per row.
+        person_visible = consent.visible_for_person(request, session, patient_ids, now=now)
         page = everything(
             session,
             patient_ids,
@@ -445,7 +452,8 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             since=since,
             start=start,
             end=end,
-            visible=visible,
+            visible=person_visible,
+            visible_included=visible,
         )
         included = list(page.included)
         matched = {(r.resource_type, r.resource_id) for r in page.resources}
@@ -467,8 +475,12 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             resources=[*page.resources, *included],
             now=now,
         )
-        withheld = cursor_text is None and something_withheld(
-            session, patient_ids=list(patient_ids), visible=visible, types=types or None
+        withheld = (
+            cursor_text is None
+            and access(request).kind is not CallerKind.PATIENT
+            and something_withheld(
+                session, patient_ids=list(patient_ids), visible=person_visible, types=types or None
+            )
         )
     base = _base(request)
     path = f"{base}/Patient/{patient_id}/$everything"
@@ -591,7 +603,11 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
         )
         withheld = False
         patients = _searched_patients(items)
-        if patients and "_cursor" not in dict(items):
+        if (
+            len(patients) == 1
+            and "_cursor" not in dict(items)
+            and _may_be_told_of_withholding(request, session, patients[0], visible)
+        ):
             _person, joined = identity.joined_patients(session, patients[0])
             withheld = something_withheld(
                 session,
@@ -612,6 +628,18 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
         withheld=withheld,
     )
     return fhir_response(body)
+
+
+def _may_be_told_of_withholding(
+    request: Request, session: Session, patient_id: str, visible: Any
+) -> bool:
+    """Only a caller who may see the patient is told that some of their record is withheld
+    (else the notice would say the person exists); never the person themselves (it would
+    hint at what is not for them: items not for disclosure to the patient, safeguarding)."""
+    if access(request).kind is CallerKind.PATIENT:
+        return False
+    found = repository.get_current(session, "Patient", patient_id, visible=visible)
+    return found is not None and not found.deleted
 
 
 def _searched_patients(items: list[tuple[str, str]]) -> list[str]:

@@ -87,7 +87,13 @@ def everything(
     start: datetime | None = None,
     end: datetime | None = None,
     visible: ColumnElement[bool] | None = None,
+    visible_included: ColumnElement[bool] | None = None,
 ) -> EverythingPage:
+    """One page of the joined-up record of ``patient_ids`` (one person).
+
+    ``visible`` filters the compartment's rows (it may be specialised for this person);
+    ``visible_included`` filters the resources they refer to, which may belong to anyone
+    (default: ``visible``)."""
     conditions: list[ColumnElement[bool]] = [
         ResourceRow.patient_id.in_(list(patient_ids)),
         ResourceRow.deleted.is_(False),
@@ -130,7 +136,11 @@ def everything(
             )
             .distinct()
         ).all()
-        found = repository.get_current_many(session, [(t, i) for t, i in targets], visible=visible)
+        found = repository.get_current_many(
+            session,
+            [(t, i) for t, i in targets],
+            visible=visible_included if visible_included is not None else visible,
+        )
         included = sorted(
             (r for r in found.values() if not r.deleted),
             key=lambda r: (r.resource_type, r.resource_id),

@@ -106,6 +106,12 @@ class HistoryRow(Base):
     # POST, PUT or DELETE: what Bundle.entry.request.method says in a history bundle.
     method: Mapped[str] = mapped_column(String(8))
     body: Mapped[str | None] = mapped_column(Text)
+    # The labels this version had (see ResourceRow): an old version is governed by what it
+    # said, so recoding a sensitive entry does not open its earlier versions.
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    source_org: Mapped[str | None] = mapped_column(String(32))
+    sensitivity: Mapped[str | None] = mapped_column(String(512))
+    security: Mapped[str | None] = mapped_column(String(1024))
 
     __table_args__ = (
         UniqueConstraint("resource_pk", "version_id"),

@@ -105,10 +105,12 @@ class ConnectionReader:
     def _version(
         self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess
     ) -> StoredResource | None:
-        visible = compile_visibility(access.predicate, now=access.now)
+        def visible_on(row: Any) -> Any:
+            return compile_visibility(access.predicate, now=access.now, row=row)
+
         with self._connect() as db:
             found = repository.get_version(
-                db, resource_type, resource_id, version_id, visible=visible
+                db, resource_type, resource_id, version_id, visible_on=visible_on
             )
             _audited(access, db, found)
             return found
@@ -175,6 +177,7 @@ def _compiled(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]:
     """The SQL of a read for one shape of caller, and its constant parameters."""
     now = _slot("consent_now", UtcDateTime())
     visible = compile_visibility(predicate, now=now)
+    found: Any
     if kind == "current":
         found = select(*repository.CURRENT_COLUMNS).where(
             ResourceRow.resource_type == _slot("resource_type"),
@@ -190,6 +193,8 @@ def _compiled(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]:
                 HistoryRow.resource_id == _slot("resource_id"),
                 HistoryRow.version_id == _slot("version_id"),
                 visible,
+                # The version is governed by its own labels as well as the resource's now.
+                compile_visibility(predicate, now=now, row=HistoryRow),
             )
         )
     dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]

@@ -5,7 +5,7 @@ batched: a transaction bundle of 100 entries becomes a handful of multi-row stat
 is what makes ingest fast on both backends.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from consent.audit import Action, Outcome, record_for
+from consent.context import CallerKind
 from fhir_gateway.access import derive, writer
 from fhir_gateway.access.people import person_references
 from fhir_gateway.audit.repository import add_events
@@ -57,6 +58,9 @@ class StoredResource:
     deleted: bool
     body: str | None
     patient_id: str | None = None  # the owning patient (who an access to it is audited for)
+    source_org: str | None = None  # the recording organisation (who may write it)
+    sensitivity: str | None = None
+    security: str | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +91,9 @@ CURRENT_COLUMNS = (
     ResourceRow.deleted,
     ResourceRow.body,
     ResourceRow.patient_id,
+    ResourceRow.source_org,
+    ResourceRow.sensitivity,
+    ResourceRow.security,
 )
 
 VERSION_COLUMNS = (
@@ -111,6 +118,9 @@ def stored_from_row(row: Any) -> StoredResource:
         deleted=row.deleted,
         body=row.body,
         patient_id=getattr(row, "patient_id", None),
+        source_org=getattr(row, "source_org", None),
+        sensitivity=getattr(row, "sensitivity", None),
+        security=getattr(row, "security", None),
     )
 
 
@@ -175,18 +185,18 @@ def get_version(
     resource_id: str,
     version_id: int,
     *,
-    visible: ColumnElement[bool] | None = None,
+    visible_on: Callable[[Any], ColumnElement[bool]] | None = None,
 ) -> StoredResource | None:
-    """A version from history; given ``visible`` (over the current row), only if the caller
-    may see the resource."""
+    """A version from history; given ``visible_on`` (the caller's predicate for a row), only
+    if the caller may see both the resource as it is now and that version as it was."""
     stmt = select(*VERSION_COLUMNS, ResourceRow.patient_id).where(
         HistoryRow.resource_type == resource_type,
         HistoryRow.resource_id == resource_id,
         HistoryRow.version_id == version_id,
     )
     stmt = stmt.join(ResourceRow, ResourceRow.pk == HistoryRow.resource_pk)
-    if visible is not None:
-        stmt = stmt.where(visible)
+    if visible_on is not None:
+        stmt = stmt.where(visible_on(ResourceRow), visible_on(HistoryRow))
     row = session.execute(stmt).first()
     return None if row is None else stored_from_row(row)
 
@@ -246,6 +256,10 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
             "last_updated",
             "method",
             "body",
+            "patient_id",
+            "source_org",
+            "sensitivity",
+            "security",
         ),
         [
             (
@@ -256,6 +270,10 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
                 w.last_updated,
                 w.method,
                 w.body,
+                w.patient_id,
+                w.source_org,
+                w.sensitivity,
+                w.security,
             )
             for w in writes
         ],
@@ -268,7 +286,14 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
         OutboxRow.__table__,  # type: ignore[arg-type]
         ("created_at", "resource_type", "resource_id", "version_id", "action", "patient_id"),
         [
-            (w.last_updated, w.resource_type, w.resource_id, w.version_id, _action(w), w.patient_id)
+            (
+                w.last_updated,
+                w.resource_type,
+                w.resource_id,
+                w.version_id,
+                _action(w),
+                None if w.method == "DELETE" else w.patient_id,
+            )
             for w in writes
         ],
     )
@@ -284,6 +309,26 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
         )
         for w in writes
     ]
+
+
+def require_writable(
+    existing: StoredResource | None, resource_type: str, resource_id: str, *, by_id: bool
+) -> None:
+    """Before anything else about a write to ``Type/id`` is checked or answered (If-Match,
+    an unchanged resend): a caller bound to organisations writes only their records, and
+    anything else answers exactly as a resource that does not exist (404). Staff do not
+    create with their own ids (``by_id``: a PUT to an unknown id), so an unknown id and
+    another organisation's id answer alike."""
+    scope = writer.current()
+    if scope is None or scope.organisations is None:
+        return
+    unknown = NotFound(f"{resource_type}/{resource_id} is not known")
+    if existing is None:
+        if by_id and scope.context is not None and scope.context.kind is CallerKind.USER:
+            raise unknown
+        return
+    if existing.source_org not in scope.organisations:
+        raise unknown
 
 
 def _check_writer(session: Session, writes: Sequence[PendingWrite]) -> None:
@@ -468,18 +513,18 @@ def list_history(
     since: datetime | None,
     count: int,
     before_pk: int | None,
-    visible: ColumnElement[bool] | None = None,
+    visible_on: Callable[[Any], ColumnElement[bool]] | None = None,
 ) -> tuple[list[tuple[StoredResource, str]], int | None]:
     """History rows (version, method) newest first, keyset-paged on the history row's key;
-    given ``visible``, only versions of resources the caller may see (now)."""
+    given ``visible_on``, only versions the caller may see, of resources they may see now."""
     stmt = select(
         HistoryRow.pk.label("history_pk"),
         *VERSION_COLUMNS,
         HistoryRow.method,
         ResourceRow.patient_id,
     ).join(ResourceRow, ResourceRow.pk == HistoryRow.resource_pk)
-    if visible is not None:
-        stmt = stmt.where(visible)
+    if visible_on is not None:
+        stmt = stmt.where(visible_on(ResourceRow), visible_on(HistoryRow))
     if resource_type is not None:
         stmt = stmt.where(HistoryRow.resource_type == resource_type)
     if resource_id is not None:

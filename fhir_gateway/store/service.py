@@ -147,11 +147,15 @@ def prepare_delete(current: StoredResource, *, now: datetime) -> PendingWrite:
         last_updated=now,
         method="DELETE",
         body=None,
-        patient_id=None,
+        # The deletion keeps the labels of what it deletes: its history entry is governed
+        # as the resource was.
+        patient_id=current.patient_id,
         source=None,
-        security=None,
+        security=current.security,
         index=None,
         existing_pk=current.pk,
+        source_org=current.source_org,
+        sensitivity=current.sensitivity,
     )
 
 
@@ -221,6 +225,7 @@ def update(
             f"The id in the body ('{body_id}') differs from the id in the URL ('{resource_id}')"
         )
     current = repository.get_current(session, resource_type, resource_id, for_update=True)
+    repository.require_writable(current, resource_type, resource_id, by_id=True)
     if if_match is not None:
         if current is None or current.deleted:
             raise PreconditionFailed(
@@ -250,6 +255,7 @@ def delete(
 ) -> StoredResource | None:
     """FHIR delete (R4 3.1.0.7): a new, deleted version; history is kept. Idempotent."""
     current = repository.get_current(session, resource_type, resource_id, for_update=True)
+    repository.require_writable(current, resource_type, resource_id, by_id=True)
     if current is None or current.deleted:
         return None
     (stored,) = write(session, [prepare_delete(current, now=now)])
@@ -411,7 +417,7 @@ def history(
     since: datetime | None,
     count: int,
     cursor: int | None,
-    visible: ColumnElement[bool] | None = None,
+    visible_on: VisibleOn | None = None,
 ) -> tuple[list[tuple[StoredResource, str]], int | None]:
     """History entries (version, method), newest first (R4 3.1.0.12); returns the next page's cursor."""
     return repository.list_history(
@@ -421,7 +427,7 @@ def history(
         since=since,
         count=count,
         before_pk=cursor,
-        visible=visible,
+        visible_on=visible_on,
     )
 
 

@@ -345,6 +345,12 @@ def _prepare_entry(
     if entry.skip_write or entry.method in ("GET", "HEAD"):
         return None
     if entry.method == "DELETE":
+        repository.require_writable(
+            entry.existing,
+            entry.target_type,
+            entry.target_id or "?",
+            by_id=entry.query is None,
+        )
         if entry.existing is None or entry.existing.deleted:
             entry.response = EntryResponse(status="204 No Content")
             return None
@@ -362,6 +368,9 @@ def _prepare_entry(
             existing_pk=None,
         )
     existing = current.get((entry.target_type, entry.target_id))
+    repository.require_writable(
+        existing, entry.target_type, entry.target_id, by_id=entry.query is None
+    )
     if entry.if_match is not None and (
         existing is None or existing.deleted or existing.version_id != entry.if_match
     ):

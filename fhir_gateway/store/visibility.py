@@ -70,10 +70,32 @@ def in_person(column: Any, patient_column: Any, row: Any = None) -> ColumnElemen
         .where(mine.patient_id == patient_column)
     )
     if row is not None:
-        # Nested two levels down (inside an EXISTS): correlate to the outer resource row
+        # Nested two levels down (inside a subquery): correlate to the outer resource row
         # explicitly, or SQL would read every resource instead of this one.
         linked_patients = linked_patients.correlate(row)
     return or_(column == patient_column, column.in_(linked_patients))
+
+
+def exists_for_person(
+    table: Any, patient_column: Any, row: Any, *conditions: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    """A row of ``table`` (keyed by source patient) meeting ``conditions`` exists for the
+    person of ``row``: recorded against the resource's own patient, or against any patient
+    filed under the same Person. Two EXISTS, each an index lookup (an OR inside one would
+    defeat the indexes)."""
+    direct = exists(
+        select(literal(1)).select_from(table).where(patient_column == row.patient_id, *conditions)
+    )
+    mine = aliased(IdentityRecord)
+    linked = aliased(IdentityRecord)
+    via_person = exists(
+        select(literal(1))
+        .select_from(mine)
+        .join(linked, linked.person_id == mine.person_id)
+        .join(table, patient_column == linked.patient_id)
+        .where(mine.patient_id == row.patient_id, *conditions)
+    )
+    return or_(direct, via_person)
 
 
 def compile_visibility(
@@ -128,13 +150,13 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
     if isinstance(node, Related):
         return _related(node, now, row)
     if isinstance(node, BrokeGlass):
-        grant = BreakGlassGrantRow
-        return exists(
-            select(grant.pk).where(
-                grant.practitioner == node.practitioner,
-                grant.expires_at > now,
-                in_person(grant.patient_id, row.patient_id, row),
-            )
+        grant = BreakGlassGrantRow.__table__.c
+        return exists_for_person(
+            BreakGlassGrantRow.__table__,
+            grant.patient_id,
+            row,
+            grant.practitioner == node.practitioner,
+            grant.expires_at > now,
         )
     if isinstance(node, DirectivesAllow):
         return _directives_allow(node, now, row)
@@ -142,7 +164,7 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
 
 
 def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
-    rel = CareRelationshipRow
+    rel = CareRelationshipRow.__table__.c
     with_whom: list[ColumnElement[bool]] = []
     if node.organisation is not None:
         with_whom.append(
@@ -159,17 +181,20 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
         with_whom.append(rel.practitioner == node.practitioner)
     if not with_whom:
         return false()
-    return exists(
-        select(rel.pk).where(
-            in_person(rel.patient_id, row.patient_id, row),
-            or_(rel.ends_at.is_(None), rel.ends_at > now),
-            or_(*with_whom),
-        )
+    return exists_for_person(
+        CareRelationshipRow.__table__,
+        rel.patient_id,
+        row,
+        or_(rel.ends_at.is_(None), rel.ends_at > now),
+        or_(*with_whom),
     )
 
 
 def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElement[bool]:
     d = aliased(ConsentDirectiveRow)
+    table = ConsentDirectiveRow.__table__
+    # Most people record no directive: say so with two index lookups before anything else.
+    has_any = exists_for_person(table, table.c.patient_id, row)
 
     def applicable(extra: ColumnElement[bool]) -> Any:
         return select(d.level).where(
@@ -194,19 +219,16 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
     )
     if node.lift_objections:
         if node.require_permit:
-            return and_(not_sealed, best_permit > -1)
-        return not_sealed
+            return and_(has_any, not_sealed, best_permit > -1)
+        return or_(not_(has_any), not_sealed)
     best_deny = func.coalesce(
         applicable(d.decision == "deny").with_only_columns(func.max(d.level)).scalar_subquery(),
         -1,
     )
     # The most specific directive wins; at equal specificity deny wins.
-    decided = (
-        best_permit > best_deny
-        if node.require_permit
-        else or_(best_deny == -1, best_deny < best_permit)
-    )
-    return and_(not_sealed, decided)
+    if node.require_permit:
+        return and_(has_any, not_sealed, best_permit > best_deny)
+    return or_(not_(has_any), and_(not_sealed, or_(best_deny == -1, best_deny < best_permit)))
 
 
 def something_withheld(

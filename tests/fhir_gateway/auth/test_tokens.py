@@ -187,12 +187,14 @@ def test_included_resources_of_unreadable_types_are_left_out(
 def test_identity_decisions_name_the_signed_in_steward_and_need_person_update(
     client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
-    reader = bearer(issuer, user_claims(scope="user/Person.rs"))
+    reader = bearer(issuer, user_claims(scope="user/Person.rs", role="R8008"))
     assert client.get("/identity/reviews", headers=reader).status_code == 200
     refused = client.post(
         "/identity/unlink", json={"patient": "Patient/x", "reason": "r"}, headers=reader
     )
-    assert refused.status_code == 403
+    assert refused.status_code == 403  # a steward, but without Person update in scope
+    clinician = bearer(issuer, user_claims(scope="user/*.cruds", role="R8000"))
+    assert client.get("/identity/reviews", headers=clinician).status_code == 403
 
 
 def test_feeds_need_patient_and_encounter_write_scopes(
