@@ -320,6 +320,45 @@ def token(
     typer.echo(development_issuer(auth).issue(claims, lifetime=lifetime))
 
 
+client_app = typer.Typer(
+    help="Systems registered with the development issuer.", no_args_is_help=True
+)
+app.add_typer(client_app, name="client")
+
+
+@client_app.command("register")
+def client_register(
+    client_id: Annotated[str, typer.Option("--id", help="The client id.")],
+    scope: Annotated[str, typer.Option(help="The most it may ask for, e.g. 'system/*.rs'.")],
+    jwks: Annotated[Path, typer.Option(help="A file with the client's public keys (JWKS).")],
+    org: Annotated[
+        str | None, typer.Option(help="ODS code of the organisation it acts for.")
+    ] = None,
+) -> None:
+    """Register a system for SMART Backend Services (client credentials, signed assertion)."""
+    import orjson
+
+    from fhir_gateway.auth.clients import register_client
+
+    auth = get_settings().auth_settings()
+    if not auth.development_issuer:
+        raise typer.BadParameter("This deployment trusts an external identity provider")
+    keys = orjson.loads(jwks.read_bytes())
+    if not isinstance(keys, dict) or not isinstance(keys.get("keys"), list):
+        raise typer.BadParameter('--jwks must be a JSON Web Key Set ({"keys": [...]})')
+    register_client(
+        auth.development_clients_path,
+        client_id=client_id,
+        organisation=org,
+        scope=scope,
+        jwks=keys,
+    )
+    typer.echo(
+        f"Registered {client_id}; it asks {auth.trusted_issuer.rstrip('/')}/token "
+        "(restart the service to pick it up)."
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the schema migrations up to REVISION (default: the latest)."""

@@ -20,6 +20,10 @@ class AuthSettings(BaseModel):
     jwks_url: str | None = None
     development_issuer: bool = True
     development_key_path: str = "./var/development-issuer-key.pem"
+    development_clients_path: str = Field(
+        default="./var/development-clients.json",
+        description="Systems registered with the development issuer (carejoin client register).",
+    )
     token_lifetime: int = Field(default=3600, ge=60, le=24 * 3600)
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_seconds: int = Field(default=30, ge=0, le=300)

@@ -121,8 +121,13 @@ ISSUER = "http://testserver/auth"
 @pytest.fixture(scope="session")
 def auth_settings(tmp_path_factory: pytest.TempPathFactory) -> AuthSettings:
     """The development issuer, its key made once per run."""
-    key_path = tmp_path_factory.mktemp("issuer") / "key.pem"
-    return AuthSettings(issuer=ISSUER, audience=BASE_URL, development_key_path=str(key_path))
+    folder = tmp_path_factory.mktemp("issuer")
+    return AuthSettings(
+        issuer=ISSUER,
+        audience=BASE_URL,
+        development_key_path=str(folder / "key.pem"),
+        development_clients_path=str(folder / "clients.json"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 
 from consent.context import AccessContext
+from fhir_gateway.auth.clients import TokenEndpoint, load_clients
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.auth.verify import TokenVerifier, bearer_token, jwks_resolver
 from fhir_gateway.outcomes import Forbidden
@@ -44,6 +45,15 @@ def install(app: FastAPI, settings: AuthSettings) -> None:
         )
     app.state.token_verifier = verifier
     app.state.development_issuer = issuer
+    app.state.token_endpoint = (
+        TokenEndpoint(
+            issuer=issuer,
+            clients=load_clients(settings.development_clients_path),
+            url=f"{settings.trusted_issuer.rstrip('/')}/token",
+        )
+        if issuer is not None
+        else None
+    )
 
 
 def development_issuer(settings: AuthSettings) -> DevelopmentIssuer:

@@ -1,10 +1,15 @@
-"""The development issuer's public keys (JWKS). Absent when a real identity provider is used."""
+"""The development issuer: its public keys (JWKS) and its token endpoint (SMART Backend
+Services client credentials). Absent when a real identity provider is used."""
+
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fhir_gateway.auth.clients import OAuthError, TokenEndpoint
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.outcomes import NotFound
+from fhir_gateway.rest.http import FORM, media_type, read_body
 from fhir_gateway.validation import dumps
 
 router = APIRouter(prefix="/auth")
@@ -16,3 +21,35 @@ async def jwks(request: Request) -> Response:
     if issuer is None:
         raise NotFound("This server trusts an external identity provider; see its JWKS")
     return Response(content=dumps(issuer.jwks()), media_type="application/jwk-set+json")
+
+
+@router.post("/token")
+async def token(request: Request) -> Response:
+    endpoint: TokenEndpoint | None = request.app.state.token_endpoint
+    if endpoint is None:
+        raise NotFound("This server trusts an external identity provider; ask it for tokens")
+    if media_type(request.headers.get("content-type")) != FORM:
+        return _oauth_error(OAuthError("invalid_request", f"Send the request as {FORM}"))
+    body = await read_body(request, limit=64 * 1024)
+    form = dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
+    try:
+        answer = endpoint.exchange(form)
+    except OAuthError as exc:
+        return _oauth_error(exc)
+    return Response(
+        content=dumps(answer),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+def _oauth_error(exc: OAuthError) -> Response:
+    headers = {"Cache-Control": "no-store"}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="carejoin"'
+    return Response(
+        content=dumps(exc.body()),
+        status_code=exc.status,
+        media_type="application/json",
+        headers=headers,
+    )
