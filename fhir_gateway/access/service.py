@@ -10,6 +10,7 @@ within that time.
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ def parse_document(document: object) -> Agreement:
 class _Cached:
     agreement: Agreement
     fetched: float
+    source: str  # which row (or file) it was parsed from
 
 
 class AgreementStore:
@@ -65,17 +67,33 @@ class AgreementStore:
         return None
 
     def current(self, unit_of_work: Callable[[], AbstractContextManager[Session]]) -> Agreement:
-        """The agreement in force (read from the database when the cache is stale)."""
+        """The agreement in force (the database is asked at most every ``ttl`` seconds which
+        version is in force; the document is parsed again only when that changes, so the same
+        agreement object is returned while it stays in force)."""
         agreement = self.fresh()
         if agreement is not None:
             return agreement
         with self._lock:
             with unit_of_work() as session:
-                document = session.scalar(
-                    select(SharingAgreementRow.document)
+                newest = session.execute(
+                    select(SharingAgreementRow.pk, SharingAgreementRow.version)
                     .where(SharingAgreementRow.active.is_(True))
                     .order_by(SharingAgreementRow.pk.desc())
                     .limit(1)
+                ).first()
+                cached = self._cached
+                source = f"db:{newest.pk}" if newest is not None else f"file:{self._default_path}"
+                if cached is not None and cached.source == source:
+                    self._cached = _Cached(cached.agreement, time.monotonic(), source)
+                    return cached.agreement
+                document = (
+                    session.scalar(
+                        select(SharingAgreementRow.document).where(
+                            SharingAgreementRow.pk == newest.pk
+                        )
+                    )
+                    if newest is not None
+                    else None
                 )
             if document is not None:
                 agreement = parse_document(orjson.loads(document))
@@ -83,7 +101,7 @@ class AgreementStore:
                 agreement = parse_document(orjson.loads(Path(self._default_path).read_bytes()))
             else:
                 agreement = NO_AGREEMENT
-            self._cached = _Cached(agreement, time.monotonic())
+            self._cached = _Cached(agreement, time.monotonic(), source)
             return agreement
 
     def forget(self) -> None:
@@ -115,6 +133,37 @@ def load_agreement(
     return agreement
 
 
+_PREDICATES: OrderedDict[tuple[int, AccessContext], Predicate] = OrderedDict()
+_PREDICATES_LOCK = threading.Lock()
+PREDICATE_CACHE_SIZE = 4096
+
+
 def predicate_for(context: AccessContext, agreement: Agreement) -> Predicate:
-    """What ``context`` may see under ``agreement`` (consent's tree, for the store)."""
-    return visibility(context, agreement, sensitive_categories=sensitive_categories())
+    """What ``context`` may see under ``agreement`` (consent's tree, for the store).
+
+    Remembered per caller and agreement object (a caller sends the same token request after
+    request), so the same tree object comes back and the read path finds its compiled SQL
+    without rebuilding or rehashing it. A new agreement is a new object: nothing stale."""
+    key = (id(agreement), context)
+    with _PREDICATES_LOCK:
+        found = _PREDICATES.get(key)
+        if found is not None:
+            _PREDICATES.move_to_end(key)
+            return found
+    predicate = visibility(context, agreement, sensitive_categories=sensitive_categories())
+    with _PREDICATES_LOCK:
+        # Keep the agreement alive while its predicates are cached, so its id is not reused
+        # (the few most recent agreements: a new version replaces the old within seconds).
+        _AGREEMENTS[id(agreement)] = agreement
+        while len(_AGREEMENTS) > 8:
+            dropped = next(iter(_AGREEMENTS))
+            del _AGREEMENTS[dropped]
+            for stale in [k for k in _PREDICATES if k[0] == dropped]:
+                del _PREDICATES[stale]
+        _PREDICATES[key] = predicate
+        while len(_PREDICATES) > PREDICATE_CACHE_SIZE:
+            _PREDICATES.popitem(last=False)
+    return predicate
+
+
+_AGREEMENTS: dict[int, Agreement] = {}

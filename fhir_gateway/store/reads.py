@@ -15,7 +15,6 @@ in the thread pool: it serves SQLite (the embedded default) and the tests that h
 connection open.
 """
 
-import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -172,9 +171,25 @@ def _audited_read(found: Any) -> Any:
     return select(*(c for c in r.c)).add_cte(audit)
 
 
-@functools.lru_cache(maxsize=512)
+_COMPILED: dict[tuple[str, int], tuple[Predicate, str, dict[str, Any]]] = {}
+
+
 def _compiled(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]:
-    """The SQL of a read for one shape of caller, and its constant parameters."""
+    """The SQL of a read for one shape of caller, and its constant parameters, remembered by
+    the predicate object's identity (``access.service.predicate_for`` returns the same
+    object to the same caller), so a read neither rebuilds nor rehashes the tree."""
+    key = (kind, id(predicate))
+    found = _COMPILED.get(key)
+    if found is not None and found[0] is predicate:
+        return found[1], found[2]
+    sql, constants = _compile_read(kind, predicate)
+    if len(_COMPILED) > 2048:
+        _COMPILED.clear()
+    _COMPILED[key] = (predicate, sql, constants)
+    return sql, constants
+
+
+def _compile_read(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]:
     now = _slot("consent_now", UtcDateTime())
     visible = compile_visibility(predicate, now=now)
     found: Any
