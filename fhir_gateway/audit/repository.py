@@ -211,3 +211,43 @@ def unsealed_summary(session: Session) -> tuple[int, datetime | None]:
         select(func.count(), func.min(AuditEventRow.recorded_at)).where(~sealed.exists())
     ).one()
     return int(count or 0), oldest
+
+
+def viewers_of(
+    session: Session, *, person: str, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    """Everyone who was released something of ``person``'s record between ``since`` and
+    ``until``: caller, organisation, role, purpose, first and last time, how often."""
+    e = AuditEventRow
+    rows = session.execute(
+        select(
+            e.agent,
+            e.organisation,
+            e.role,
+            e.purpose,
+            func.min(e.recorded_at),
+            func.max(e.recorded_at),
+            func.count(),
+        )
+        .where(
+            e.person == person,
+            e.outcome == Outcome.SUCCESS.value,
+            e.action == Action.READ.value,
+            e.recorded_at >= since,
+            e.recorded_at <= until,
+        )
+        .group_by(e.agent, e.organisation, e.role, e.purpose)
+        .order_by(func.min(e.recorded_at))
+    ).all()
+    return [
+        {
+            "agent": agent,
+            "organisation": organisation,
+            "role": role,
+            "purpose": purpose,
+            "first": first.isoformat(),
+            "last": last.isoformat(),
+            "accesses": count,
+        }
+        for agent, organisation, role, purpose, first, last, count in rows
+    ]

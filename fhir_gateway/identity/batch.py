@@ -291,6 +291,7 @@ def _write(
                     assurance="level4" if founder else joined_by[i].assurance,
                     features=_dump(record.features),
                     updated_at=now,
+                    linked_at=now,
                 )
                 rows.append(row)
             session.add_all(rows)

@@ -28,6 +28,9 @@ class IdentityRecord(Base):
     assurance: Mapped[str | None] = mapped_column(String(8))
     features: Mapped[str] = mapped_column(Text)  # JSON of the normalised demographics
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When it was last filed under its current Person (who saw a wrongly joined record in
+    # that time is what an unlink reports to privacy officers).
+    linked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class IdentityBlockKey(Base):
@@ -59,3 +62,18 @@ class IdentityReview(Base):
     decided_by: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (Index("ix_identity_review_status", "status", "pk"),)
+
+
+class IdentityUnlink(Base):
+    """A record taken out of a Person it had been wrongly joined to: who saw the joined
+    record in that time is what privacy officers need (``GET /identity/unlinks``)."""
+
+    __tablename__ = "identity_unlink"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    person_id: Mapped[str] = mapped_column(String(64))  # the Person it was wrongly part of
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    unlinked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    steward: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)

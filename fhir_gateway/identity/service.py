@@ -31,7 +31,12 @@ from sqlalchemy.orm import Session
 
 from fhir_gateway.identity import blocking
 from fhir_gateway.identity.demographics import Demographics, from_patient
-from fhir_gateway.identity.models import IdentityBlockKey, IdentityRecord, IdentityReview
+from fhir_gateway.identity.models import (
+    IdentityBlockKey,
+    IdentityRecord,
+    IdentityReview,
+    IdentityUnlink,
+)
 from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, NhsNumber
 from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, decide
 from fhir_gateway.outcomes import Invalid, NotFound
@@ -377,6 +382,7 @@ def link_patient(
             assurance=None,
             features=dumped,
             updated_at=now,
+            linked_at=now,
         )
         session.add(record)
         session.flush()
@@ -403,6 +409,7 @@ def link_patient(
     if linkable:
         chosen = linkable[0]
         record.person_id = chosen.person_id
+        record.linked_at = now
         record.assurance = chosen.match.assurance
         session.flush()
         _write_person(session, chosen.person_id, now)
@@ -611,6 +618,7 @@ def move(
     """Move a record to ``person_id`` (a steward's link), rewriting both Persons."""
     old = record.person_id
     record.person_id = person_id
+    record.linked_at = now
     record.assurance = "level3"
     session.flush()
     _write_person(session, person_id, now)
@@ -672,7 +680,19 @@ def unlink(session: Session, patient_id: str, *, steward: str, now: datetime, re
     old = record.person_id
     if len(_person_links(session, old)) == 1:
         raise Invalid(f"Patient/{patient_id} is the only record of Person/{old}")
+    # Kept so that privacy officers can see who viewed the wrongly joined record.
+    session.add(
+        IdentityUnlink(
+            patient_id=patient_id,
+            person_id=old,
+            joined_at=record.linked_at or record.updated_at,
+            unlinked_at=now,
+            steward=steward,
+            reason=reason,
+        )
+    )
     record.person_id = service.new_id()
+    record.linked_at = now
     record.assurance = "level4"  # it founds the new Person
     session.flush()
     _write_person(session, record.person_id, now)

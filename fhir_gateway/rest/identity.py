@@ -17,14 +17,16 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.audit import Action
+from consent.audit import PRIVACY_OFFICER_ROLES, Action, is_privacy_officer
 from consent.context import AccessContext, CallerKind
 from fhir_gateway.access import request as consent
-from fhir_gateway.audit.repository import add_events
+from fhir_gateway.audit.repository import add_events, viewers_of
 from fhir_gateway.auth.dependencies import access, authenticate, require_scope, steward_of
 from fhir_gateway.identity import service
+from fhir_gateway.identity.models import IdentityUnlink
 from fhir_gateway.outcomes import Forbidden, Invalid
 from fhir_gateway.rest.http import read_body
 from fhir_gateway.validation import parse_json
@@ -171,3 +173,49 @@ async def unlink(request: Request) -> Response:
 
     person_id = await run_in_threadpool(work)
     return _json({"patient": f"Patient/{patient_id}", "person": f"Person/{person_id}"})
+
+
+@router.get("/unlinks")
+def unlinks(request: Request, patient: str) -> Response:
+    """For privacy officers: each time ``patient`` was taken out of a Person it had been
+    wrongly joined to, and everyone who viewed that joined record meanwhile."""
+    context = access(request)
+    roles = consent.agreement_now(request).privacy_officer_roles or PRIVACY_OFFICER_ROLES
+    if not is_privacy_officer(context, roles):
+        raise Forbidden("Only a privacy officer may see who viewed a record")
+    patient_id = patient.removeprefix("Patient/")
+    with _uow(request) as session:
+        found = session.scalars(
+            select(IdentityUnlink)
+            .where(IdentityUnlink.patient_id == patient_id)
+            .order_by(IdentityUnlink.pk.desc())
+        ).all()
+        answer = [
+            {
+                "patient": f"Patient/{u.patient_id}",
+                "person": f"Person/{u.person_id}",
+                "joined": u.joined_at.isoformat(),
+                "unlinked": u.unlinked_at.isoformat(),
+                "steward": u.steward,
+                "reason": u.reason,
+                "viewers": viewers_of(
+                    session,
+                    person=f"Person/{u.person_id}",
+                    since=u.joined_at,
+                    until=u.unlinked_at,
+                ),
+            }
+            for u in found
+        ]
+        add_events(
+            session,
+            [
+                consent.audit_record(
+                    request,
+                    action=Action.READ,
+                    interaction="identity-viewers",
+                    person=f"Patient/{patient_id}",
+                )
+            ],
+        )
+    return _json({"unlinks": answer})
