@@ -28,6 +28,7 @@ directive):
   withdrawn: the Consent is made inactive or deleted).
 """
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,15 @@ ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 ROLE_SYSTEM = "https://fhir.carejoin.example/CodeSystem/role"
 SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 RECIPIENT_ROLES = frozenset({"IRCP"})
+# Ways R4 lets a provision narrow itself that this service does not enforce.
+UNSUPPORTED_NARROWING = (
+    "action",
+    "class",
+    "code",
+    "dataPeriod",
+    "purpose",
+    "securityLabel",
+)
 SOURCE_ROLES = frozenset({"CST"})
 
 OrganisationResolver = Callable[[str], str | None]  # "Organization/x" -> ODS code
@@ -125,6 +135,14 @@ def _walk(
     decision = provision.get("type")
     if decision not in ("deny", "permit"):
         raise DirectiveError(f"{where}.type must be deny or permit")
+    narrowed = sorted(k for k in UNSUPPORTED_NARROWING if provision.get(k))
+    if narrowed:
+        # Recording a narrowed choice as a broader one would share (or withhold) what the
+        # person did not say: refuse it, so the recording system knows.
+        raise DirectiveError(
+            f"{where}: narrowing by {', '.join(narrowed)} is not enforced here; record the "
+            "choice by organisation, role or item"
+        )
     period = _as_map(provision.get("period"))
     start = parse_instant(str(period["start"]), False) if period.get("start") else inherited_start
     end = parse_instant(str(period["end"]), True) if period.get("end") else inherited_end
@@ -148,9 +166,8 @@ def _walk(
         else:
             raise DirectiveError(f"{where}.actor[{i}].role must be IRCP or CST")
     items: list[str | None] = [
-        str(_as_map(_as_map(d).get("reference")).get("reference"))
-        for d in _as_list(provision.get("data"))
-        if _as_map(_as_map(d).get("reference")).get("reference")
+        _item(_as_map(d), f"{where}.data[{i}]")
+        for i, d in enumerate(_as_list(provision.get("data")))
     ]
     recipients: list[tuple[str | None, str | None]] = [(o, None) for o in recipient_orgs] + [
         (None, r) for r in recipient_roles
@@ -184,6 +201,21 @@ def _walk(
             out,
             f"{where}.provision[{i}]",
         )
+
+
+_ITEM = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]+)?$")
+
+
+def _item(data: Mapping[str, object], where: str) -> str:
+    """The ``Type/id`` a ``provision.data`` entry names: a relative or absolute reference,
+    with or without a version (an item is sealed whole, every version)."""
+    reference = _as_map(data.get("reference")).get("reference")
+    if not isinstance(reference, str) or not reference:
+        raise DirectiveError(f"{where}.reference must be a literal reference to the item")
+    found = _ITEM.search(reference)
+    if found is None:
+        raise DirectiveError(f"{where}.reference '{reference}' does not name a resource")
+    return f"{found.group(1)}/{found.group(2)}"
 
 
 def _actor(

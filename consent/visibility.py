@@ -99,6 +99,14 @@ class SensitivityNone:
 
 
 @dataclass(frozen=True, slots=True)
+class SensitivityWithin:
+    """Every sensitive category the resource carries is one of these (none at all passes):
+    a label the value sets no longer define, or one a rule does not name, is not shared."""
+
+    categories: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class NotLabelled:
     """The resource's ``meta.security`` carries none of these codes."""
 
@@ -152,6 +160,7 @@ Predicate = (
     | TypeIn
     | NoPatient
     | SensitivityNone
+    | SensitivityWithin
     | NotLabelled
     | OwnPerson
     | Related
@@ -262,13 +271,13 @@ def visibility(
             for p in purposes
         ):
             continue
-        hidden = frozenset(sensitive_categories - rule.sensitive) | agreement.never_share
+        shareable = frozenset(rule.sensitive - agreement.never_share)
         for source in _sources(agreement, rule.from_organisations, rule.from_kinds):
             types = types_of(rule.categories) & agreement.contributed_types(source)
             if not types:
                 continue
             explicit = needs_explicit_consent(agreement, organisation, source)
-            groups.setdefault(explicit, {}).setdefault((types, hidden), set()).add(source)
+            groups.setdefault(explicit, {}).setdefault((types, shareable), set()).add(source)
     parts: list[Predicate] = []
     for explicit in sorted(groups):
         shared = any_of(
@@ -276,9 +285,9 @@ def visibility(
                 all_of(
                     SourceIn(frozenset(sources)),
                     TypeIn(types),
-                    SensitivityNone(hidden) if hidden else Const(True),
+                    SensitivityWithin(shareable),
                 )
-                for (types, hidden), sources in sorted(
+                for (types, shareable), sources in sorted(
                     groups[explicit].items(), key=lambda item: sorted(item[1])
                 )
             )

@@ -42,6 +42,7 @@ from consent.visibility import (
     Predicate,
     Related,
     SensitivityNone,
+    SensitivityWithin,
     SourceIn,
     TypeIn,
 )
@@ -131,6 +132,12 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
                 )
             ),
         )
+    if isinstance(node, SensitivityWithin):
+        # Stored as " a b ": take out every allowed category; only a blank may remain.
+        remaining: Any = row.sensitivity
+        for category in sorted(node.categories):
+            remaining = func.replace(remaining, f" {category} ", " ")
+        return or_(row.sensitivity.is_(None), remaining == " ")
     if isinstance(node, NotLabelled):
         return or_(
             row.security.is_(None),
@@ -167,16 +174,7 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
     rel = CareRelationshipRow.__table__.c
     with_whom: list[ColumnElement[bool]] = []
     if node.organisation is not None:
-        with_whom.append(
-            and_(
-                rel.organisation == node.organisation,
-                # Registration counts only when a GP practice recorded it.
-                or_(
-                    rel.kind != "registered",
-                    rel.source_organisation.in_(sorted(node.registering)),
-                ),
-            )
-        )
+        with_whom.append(rel.organisation == node.organisation)
     if node.practitioner is not None:
         with_whom.append(rel.practitioner == node.practitioner)
     if not with_whom:
@@ -187,6 +185,8 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
         row,
         or_(rel.ends_at.is_(None), rel.ends_at > now),
         or_(*with_whom),
+        # A registration counts only when a GP practice recorded it.
+        or_(rel.kind != "registered", rel.source_organisation.in_(sorted(node.registering))),
     )
 
 

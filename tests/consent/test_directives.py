@@ -1,0 +1,389 @@
+"""A person's Consent resources read into directives (pure)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from consent.directives import (
+    ODS_SYSTEM,
+    ROLE_SYSTEM,
+    SCOPE_SYSTEM,
+    Directive,
+    DirectiveError,
+    directives_from_consent,
+    is_privacy_consent,
+)
+
+PATIENT = "gp-patient-1"
+ORGANISATIONS = {"Organization/hospital": "Z10H", "Organization/council": "Z10C"}
+
+
+def _resolve(reference: str) -> str | None:
+    return ORGANISATIONS.get(reference)
+
+
+def _instant(text: str, end: bool) -> datetime:
+    """A FHIR date or dateTime: a date stands for the whole day."""
+    if len(text) == 10:
+        day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return day + timedelta(days=1) if end else day
+    return datetime.fromisoformat(text)
+
+
+def _consent(provision: dict[str, Any] | None, **changes: Any) -> dict[str, Any]:
+    consent: dict[str, Any] = {
+        "resourceType": "Consent",
+        "id": "c1",
+        "status": "active",
+        "scope": {"coding": [{"system": SCOPE_SYSTEM, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{PATIENT}"},
+    }
+    if provision is not None:
+        consent["provision"] = provision
+    consent.update(changes)
+    return consent
+
+
+def _org(ods: str) -> dict[str, Any]:
+    return {"identifier": {"system": ODS_SYSTEM, "value": ods}}
+
+
+def _recipient(reference: dict[str, Any]) -> dict[str, Any]:
+    return {"role": {"coding": [{"code": "IRCP"}]}, "reference": reference}
+
+
+def _custodian(reference: dict[str, Any]) -> dict[str, Any]:
+    return {"role": {"coding": [{"code": "CST"}]}, "reference": reference}
+
+
+def _role(code: str) -> dict[str, Any]:
+    return {"identifier": {"system": ROLE_SYSTEM, "value": code}}
+
+
+def _read(consent: dict[str, Any]) -> list[Directive]:
+    return directives_from_consent(
+        consent, patient_id=PATIENT, resolve_organisation=_resolve, parse_instant=_instant
+    )
+
+
+def _d(decision: str, level: int, **fields: Any) -> Directive:
+    return Directive(patient_id=PATIENT, decision=decision, level=level, **fields)
+
+
+JAN = datetime(2026, 1, 1, tzinfo=UTC)
+FEB = datetime(2026, 2, 1, tzinfo=UTC)
+MAR_END = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("provision", "expected"),
+    [
+        pytest.param({"type": "deny"}, [_d("deny", 0)], id="blanket-objection"),
+        pytest.param({"type": "permit"}, [_d("permit", 0)], id="blanket-consent"),
+        pytest.param(
+            {"type": "deny", "actor": [_recipient(_org("Z10H"))]},
+            [_d("deny", 1, recipient_organisation="Z10H")],
+            id="objection-to-recipient-by-ods-identifier",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_recipient({"reference": "Organization/council"})]},
+            [_d("deny", 1, recipient_organisation="Z10C")],
+            id="objection-to-recipient-by-organization-reference",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_recipient(_role("CJ0001"))]},
+            [_d("deny", 1, recipient_role="CJ0001")],
+            id="objection-to-a-role",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_custodian(_org("Z10001"))]},
+            [_d("deny", 1, source_organisation="Z10001")],
+            id="source-only",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_custodian(_org("Z10001")), _recipient(_org("Z10C"))]},
+            [_d("deny", 2, source_organisation="Z10001", recipient_organisation="Z10C")],
+            id="source-and-recipient",
+        ),
+        pytest.param(
+            {
+                "type": "permit",
+                "actor": [
+                    _custodian(_org("Z10001")),
+                    _custodian({"reference": "Organization/hospital"}),
+                    _recipient(_org("Z10C")),
+                    _recipient(_role("CJ0002")),
+                ],
+            },
+            [
+                _d("permit", 2, source_organisation="Z10001", recipient_organisation="Z10C"),
+                _d("permit", 2, source_organisation="Z10001", recipient_role="CJ0002"),
+                _d("permit", 2, source_organisation="Z10H", recipient_organisation="Z10C"),
+                _d("permit", 2, source_organisation="Z10H", recipient_role="CJ0002"),
+            ],
+            id="every-source-with-every-recipient",
+        ),
+        pytest.param(
+            {
+                "type": "deny",
+                "data": [
+                    {"meaning": "instance", "reference": {"reference": "Condition/c9"}},
+                    {
+                        "meaning": "instance",
+                        "reference": {"reference": "https://ehr.example/fhir/Observation/o9"},
+                    },
+                ],
+            },
+            [_d("deny", 3, item="Condition/c9"), _d("deny", 3, item="Observation/o9")],
+            id="sealed-items",
+        ),
+        pytest.param(
+            {
+                "type": "permit",
+                "actor": [_recipient(_org("Z10C"))],
+                "data": [{"meaning": "instance", "reference": {"reference": "CarePlan/cp1"}}],
+            },
+            [_d("permit", 3, recipient_organisation="Z10C", item="CarePlan/cp1")],
+            id="one-item-permitted-to-a-recipient",
+        ),
+        pytest.param(
+            {"type": "deny", "period": {"start": "2026-01-01", "end": "2026-03-31"}},
+            [_d("deny", 0, starts_at=JAN, ends_at=MAR_END)],
+            id="objection-for-a-period",
+        ),
+        pytest.param(
+            {
+                "type": "deny",
+                "period": {"start": "2026-01-01"},
+                "provision": [
+                    {
+                        "type": "permit",
+                        "actor": [_recipient(_org("Z10H"))],
+                        "period": {"end": "2026-03-31"},
+                        "provision": [
+                            {
+                                "type": "deny",
+                                "actor": [_custodian(_org("Z10001")), _recipient(_org("Z10H"))],
+                            },
+                            {
+                                "type": "deny",
+                                "period": {"start": "2026-02-01T00:00:00+00:00"},
+                                "data": [{"reference": {"reference": "Condition/c1"}}],
+                            },
+                        ],
+                    },
+                    {"type": "permit", "actor": [_custodian(_org("Z10H"))]},
+                ],
+            },
+            [
+                _d("deny", 0, starts_at=JAN),
+                _d("permit", 1, recipient_organisation="Z10H", starts_at=JAN, ends_at=MAR_END),
+                _d(
+                    "deny",
+                    2,
+                    source_organisation="Z10001",
+                    recipient_organisation="Z10H",
+                    starts_at=JAN,
+                    ends_at=MAR_END,
+                ),
+                _d("deny", 3, item="Condition/c1", starts_at=FEB, ends_at=MAR_END),
+                _d("permit", 1, source_organisation="Z10H", starts_at=JAN),
+            ],
+            id="nested-exceptions-inherit-and-narrow-periods",
+        ),
+    ],
+)
+def test_a_consent_records_directives(provision: dict[str, Any], expected: list[Directive]) -> None:
+    assert _read(_consent(provision)) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"status": "inactive"}, id="inactive"),
+        pytest.param({"status": "draft"}, id="draft"),
+        pytest.param({"status": "rejected"}, id="rejected"),
+        pytest.param({"status": None}, id="no-status"),
+        pytest.param(
+            {"scope": {"coding": [{"system": SCOPE_SYSTEM, "code": "treatment"}]}},
+            id="treatment-consent",
+        ),
+        pytest.param({"scope": {"coding": [{"system": SCOPE_SYSTEM}]}}, id="scope-without-code"),
+        pytest.param({"scope": None}, id="no-scope"),
+        pytest.param({"scope": "patient-privacy"}, id="scope-not-a-concept"),
+    ],
+)
+def test_other_consents_record_nothing(changes: dict[str, Any]) -> None:
+    # Even a malformed provision is not read when the Consent records no directive.
+    assert _read(_consent({"type": "maybe"}, **changes)) == []
+
+
+@pytest.mark.parametrize(
+    ("provision", "message"),
+    [
+        pytest.param(
+            None, "A privacy Consent needs a provision saying deny or permit", id="no-provision"
+        ),
+        pytest.param(
+            {}, "A privacy Consent needs a provision saying deny or permit", id="empty-provision"
+        ),
+        pytest.param({"actor": []}, "provision.type must be deny or permit", id="no-type"),
+        pytest.param({"type": "allow"}, "provision.type must be deny or permit", id="bad-type"),
+        pytest.param(
+            {"type": "deny", "provision": [{"type": "permit"}, {"type": "x"}]},
+            "provision.provision[1].type must be deny or permit",
+            id="nested-bad-type",
+        ),
+        pytest.param(
+            {
+                "type": "deny",
+                "actor": [{"role": {"coding": [{"code": "PRCP"}]}, "reference": _org("Z1")}],
+            },
+            "provision.actor[0].role must be IRCP or CST",
+            id="unknown-actor-role",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [{"reference": _org("Z1")}]},
+            "provision.actor[0].role must be IRCP or CST",
+            id="actor-without-role",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_recipient(_org("Z1")), _custodian(_role("CJ0001"))]},
+            "provision.actor[1]: a custodian must be an organisation",
+            id="custodian-is-a-role",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_recipient({"reference": "Organization/unknown"})]},
+            "provision.actor[0]: Organization/unknown is not an organisation known here",
+            id="unresolved-organization",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_recipient({"reference": "Practitioner/p1"})]},
+            "provision.actor[0].reference must be an Organization (ODS identifier or reference)"
+            " or a role",
+            id="practitioner-actor",
+        ),
+        pytest.param(
+            {
+                "type": "deny",
+                "actor": [_recipient({"identifier": {"system": ODS_SYSTEM, "value": ""}})],
+            },
+            "provision.actor[0].reference must be an Organization (ODS identifier or reference)"
+            " or a role",
+            id="empty-ods-identifier",
+        ),
+        pytest.param(
+            {"type": "deny", "actor": [_recipient({"identifier": {"system": ROLE_SYSTEM}})]},
+            "provision.actor[0].reference must be an Organization (ODS identifier or reference)"
+            " or a role",
+            id="role-without-value",
+        ),
+        pytest.param(
+            {
+                "type": "deny",
+                "provision": [{"type": "permit", "actor": [_recipient({"display": "someone"})]}],
+            },
+            "provision.provision[0].actor[0].reference must be an Organization (ODS identifier"
+            " or reference) or a role",
+            id="nested-bad-actor",
+        ),
+    ],
+)
+def test_a_consent_that_cannot_be_enforced_is_refused(
+    provision: dict[str, Any] | None, message: str
+) -> None:
+    with pytest.raises(DirectiveError) as raised:
+        _read(_consent(provision))
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("scope", "privacy"),
+    [
+        pytest.param({"coding": [{"code": "patient-privacy"}]}, True, id="privacy"),
+        pytest.param(
+            {"coding": [{"code": "research"}, {"code": "patient-privacy"}]}, True, id="among"
+        ),
+        pytest.param({"coding": [{"code": "research"}]}, False, id="research"),
+        pytest.param({"coding": ["patient-privacy"]}, False, id="coding-not-an-object"),
+        pytest.param({}, False, id="empty"),
+    ],
+)
+def test_is_privacy_consent(scope: dict[str, Any], privacy: bool) -> None:
+    assert is_privacy_consent({"scope": scope}) is privacy
+
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at", "in_force"),
+    [
+        pytest.param(None, None, True, id="open"),
+        pytest.param(NOW, None, True, id="starts-now"),
+        pytest.param(NOW + timedelta(microseconds=1), None, False, id="not-yet"),
+        pytest.param(None, NOW, False, id="ended-now"),
+        pytest.param(None, NOW + timedelta(microseconds=1), True, id="ends-soon"),
+        pytest.param(NOW - timedelta(days=1), NOW + timedelta(days=1), True, id="within"),
+    ],
+)
+def test_when_a_directive_is_in_force(
+    starts_at: datetime | None, ends_at: datetime | None, in_force: bool
+) -> None:
+    assert _d("deny", 0, starts_at=starts_at, ends_at=ends_at).in_force(NOW) is in_force
+
+
+@pytest.mark.parametrize(
+    ("directive", "sealed"),
+    [
+        pytest.param(_d("deny", 3, item="Condition/c1"), True, id="denied-item"),
+        pytest.param(_d("permit", 3, item="Condition/c1"), False, id="permitted-item"),
+        pytest.param(_d("deny", 0), False, id="objection"),
+    ],
+)
+def test_only_a_denied_item_is_sealed(directive: Directive, sealed: bool) -> None:
+    assert directive.sealed is sealed
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        pytest.param(
+            {"class": [{"system": "http://hl7.org/fhir/resource-types", "code": "CarePlan"}]},
+            id="class",
+        ),
+        pytest.param(
+            {"code": [{"coding": [{"system": "http://snomed.info/sct", "code": "386661006"}]}]},
+            id="code",
+        ),
+        pytest.param({"action": [{"coding": [{"code": "collect"}]}]}, id="action"),
+        pytest.param({"purpose": [{"code": "HRESCH"}]}, id="purpose"),
+        pytest.param({"securityLabel": [{"code": "N"}]}, id="security-label"),
+        pytest.param({"dataPeriod": {"start": "2026-01-01"}}, id="data-period"),
+        pytest.param(
+            {"data": [{"meaning": "instance", "reference": {"identifier": {"value": "cp1"}}}]},
+            id="data-by-identifier-only",
+        ),
+    ],
+)
+def test_a_permit_narrowed_beyond_what_is_enforced_is_refused(narrowing: dict[str, Any]) -> None:
+    # "Consent to the council seeing my care plans" must not become "the council may see
+    # everything" (which, where the agreement requires explicit consent, opens all of the
+    # person's health data to social care).
+    provision = {"type": "permit", "actor": [_recipient(_org("Z10C"))], **narrowing}
+    with pytest.raises(DirectiveError):
+        _read(_consent(provision))
+
+
+def test_a_sealed_item_given_with_its_version_seals_the_resource() -> None:
+    provision = {
+        "type": "deny",
+        "data": [{"meaning": "instance", "reference": {"reference": "Condition/c1/_history/2"}}],
+    }
+    try:
+        found = _read(_consent(provision))
+    except DirectiveError:
+        return  # refusing what cannot be enforced is as good
+    assert [d.item for d in found] == ["Condition/c1"]
