@@ -15,14 +15,15 @@ from consent.agreements import Agreement
 from consent.audit import Action, AuditRecord, Outcome, record_for
 
 __all__ = ["Action", "agreement_async", "agreement_now", "audit_record", "per_person"]
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import Session
 
-from consent.visibility import Predicate, specialise
+from consent.visibility import PersonFacts, Predicate, specialise
 from fhir_gateway.access import writer
 from fhir_gateway.access.people import person_facts
 from fhir_gateway.access.service import AgreementStore, predicate_for
 from fhir_gateway.auth.dependencies import access
+from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.visibility import compile_visibility
 
 
@@ -68,13 +69,34 @@ async def visible_async(request: Request) -> Predicate:
     return predicate(request, await agreement_async(request))
 
 
+NOBODY = PersonFacts(relationships=(), grants=(), has_directives=False)
+
+
 def visible_for_person(
     request: Request, session: Session, patient_ids: Iterable[str], *, now: datetime
 ) -> ColumnElement[bool]:
-    """The caller's predicate for resources of one person (all ``patient_ids`` belong to
-    them), with the person-level parts decided once instead of per row."""
-    facts = person_facts(session, patient_ids)
-    return compile_visibility(specialise(visible_sync(request), facts, now=now), now=now)
+    """The caller's predicate, decided once for one person's person-level parts.
+
+    Rows of that person (``patient_ids``) are tested against the predicate specialised for
+    them (relationships, grants and whether they have directives are known: per-row
+    subqueries become constants); rows of nobody (the directory) against the predicate for
+    no person; any other row against the full predicate. Same answers as the full predicate
+    (the property tests check the specialised form), at the cost of label tests."""
+    ids = sorted(set(patient_ids))
+    predicate = visible_sync(request)
+    facts = person_facts(session, ids)
+    row = ResourceRow
+    return or_(
+        and_(
+            row.patient_id.in_(ids),
+            compile_visibility(specialise(predicate, facts, now=now), now=now),
+        ),
+        and_(
+            row.patient_id.is_(None),
+            compile_visibility(specialise(predicate, NOBODY, now=now), now=now),
+        ),
+        and_(row.patient_id.not_in(ids), compile_visibility(predicate, now=now)),
+    )
 
 
 def audit_record(

@@ -2,7 +2,8 @@
 Flushes, never commits: the caller's unit of work commits records with the data they describe.
 """
 
-import uuid
+import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,9 @@ QUERY_LIMIT = 2048
 def row_values(record: AuditRecord) -> dict[str, object]:
     """The ``audit_event`` columns of a record (a fresh event id each time)."""
     return {
-        "event_id": uuid.uuid4().hex,
+        # Time-ordered (nanoseconds, then randomness), so the unique index grows at its
+        # right edge instead of taking random inserts on every audited read.
+        "event_id": f"{time.time_ns():016x}{secrets.token_hex(8)}",
         "recorded_at": record.recorded_at,
         "action": record.action.value,
         "interaction": record.interaction,

@@ -21,7 +21,7 @@ from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import service
 from fhir_gateway.store.everything import everything
 from fhir_gateway.store.repository import StoredResource
-from fhir_gateway.store.visibility import compile_visibility, something_withheld
+from fhir_gateway.store.visibility import something_withheld
 
 router = APIRouter(prefix="/record", tags=["record"], dependencies=[Depends(authenticate)])
 
@@ -48,11 +48,10 @@ def record_summary(request: Request, patient_id: str) -> Response:
     # Only the types the token's scopes let the caller read go into the summary.
     readable = sorted(context.readable_types(SUPPORTED_TYPES))
     now = datetime.now(UTC)
-    visible = compile_visibility(consent.visible_sync(request), now=now)
     with request.app.state.unit_of_work() as session:
-        service.read(session, "Patient", patient_id, visible=visible)
         person_id, patient_ids = identity.joined_patients(session, patient_id)
-        visible = consent.visible_for_person(request, session, patient_ids, now=now)
+        visible = consent.visible_for_person(request, session, [*patient_ids, patient_id], now=now)
+        service.read(session, "Patient", patient_id, visible=visible)
         stored = _all_resources(session, patient_ids, readable, visible)
         persons = person_references(session, (r.patient_id for r in stored)).values()
         record = consent.audit_record(request, action=Action.READ, interaction="summary", now=now)

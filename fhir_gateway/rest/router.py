@@ -437,12 +437,13 @@ def patient_everything(request: Request, patient_id: str) -> Response:
     except InvalidDate as exc:
         raise Invalid(str(exc)) from exc
     now = _now()
-    visible = compile_visibility(consent.visible_sync(request), now=now)
     with _uow(request) as session:
-        service.read(session, "Patient", patient_id, visible=visible)
         person_id, patient_ids = identity.joined_patients(session, patient_id)
         # The person-level parts of consent decided once for this person, not per row.
-        person_visible = consent.visible_for_person(request, session, patient_ids, now=now)
+        person_visible = consent.visible_for_person(
+            request, session, [*patient_ids, patient_id], now=now
+        )
+        service.read(session, "Patient", patient_id, visible=person_visible)
         page = everything(
             session,
             patient_ids,
@@ -453,7 +454,7 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             start=start,
             end=end,
             visible=person_visible,
-            visible_included=visible,
+            visible_included=person_visible,
         )
         included = list(page.included)
         matched = {(r.resource_type, r.resource_id) for r in page.resources}
@@ -465,7 +466,7 @@ def patient_everything(request: Request, patient_id: str) -> Response:
         ):
             # The Person is in its first patient's compartment (Person.link), so it is usually
             # a match already; otherwise it comes as an include.
-            person = repository.get_current(session, "Person", person_id, visible=visible)
+            person = repository.get_current(session, "Person", person_id, visible=person_visible)
             if person is not None and not person.deleted:
                 included.insert(0, person)
         _audit_page(
@@ -590,8 +591,19 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
     visible_on = _visible_on(request, now)
     visible = visible_on(ResourceRow)
     context = access(request)
+    patients = _searched_patients(items)
     with _uow(request) as session:
-        result = service.search(session, search_request, base_url=base, visible_on=visible_on)
+        if len(patients) == 1:
+            # A search about one person: consent's person-level parts decided once.
+            _person, joined = identity.joined_patients(session, patients[0])
+            visible = consent.visible_for_person(request, session, [*joined, patients[0]], now=now)
+        result = service.search(
+            session,
+            search_request,
+            base_url=base,
+            visible_on=visible_on,
+            visible_rows=visible,
+        )
         # An included resource whose type the scopes do not let the caller read is left out.
         included = [r for r in result.included if context.allows(r.resource_type, "r")]
         _audit_page(
@@ -602,7 +614,6 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
             now=now,
         )
         withheld = False
-        patients = _searched_patients(items)
         if (
             len(patients) == 1
             and "_cursor" not in dict(items)

@@ -317,6 +317,7 @@ def run_search(
     *,
     base_url: str,
     visible_on: VisibleOn | None = None,
+    visible_rows: ColumnElement[bool] | None = None,
 ) -> SearchPage:
     """One page of matching resources, with the total when asked for and the cursors.
 
@@ -325,7 +326,9 @@ def run_search(
     what the caller may not see; chained parameters go only through visible resources.
     """
     _, clauses = base_query(request, base_url=base_url, visible_on=visible_on)
-    if visible_on is not None:
+    if visible_rows is not None:
+        clauses.append(visible_rows)  # the same predicate, specialised for one person
+    elif visible_on is not None:
         clauses.append(visible_on(ResourceRow))
     row = ResourceRow
     keys = request.sort

@@ -320,15 +320,24 @@ def search(
     *,
     base_url: str,
     visible_on: VisibleOn | None = None,
+    visible_rows: ColumnElement[bool] | None = None,
 ) -> SearchResult:
     """Run a search and its ``_include``/``_revinclude``s (one level, plus ``:iterate``).
 
     ``visible_on`` (consent's predicate, compiled for a row) is applied to the matches before
     they are counted, sorted or paged, to chained parameters, and to every included resource.
     """
-    visible = visible_on(ResourceRow) if visible_on is not None else None
+    visible = (
+        visible_rows
+        if visible_rows is not None
+        else visible_on(ResourceRow)
+        if visible_on is not None
+        else None
+    )
     try:
-        page = run_search(session, request, base_url=base_url, visible_on=visible_on)
+        page = run_search(
+            session, request, base_url=base_url, visible_on=visible_on, visible_rows=visible_rows
+        )
     except SearchError as exc:
         raise (NotSupported if exc.unsupported else Invalid)(str(exc)) from exc
     included: dict[int, StoredResource] = {}
