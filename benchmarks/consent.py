@@ -132,7 +132,11 @@ async def _sql_reads(
         i = k
         async with pool.connection() as conn:
             while time.perf_counter() < deadline:
-                cursor = await conn.execute(sql, params[i % len(params)])
+                given = params[i % len(params)]
+                if "a_event_id" in given:
+                    # Each audited read records an event of its own.
+                    given = {**given, "a_event_id": f"{time.time_ns():016x}{k:016x}"}
+                cursor = await conn.execute(sql, given)
                 await cursor.fetchone()
                 done += 1
                 i += 8

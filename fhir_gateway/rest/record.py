@@ -50,7 +50,9 @@ def record_summary(request: Request, patient_id: str) -> Response:
     now = datetime.now(UTC)
     with request.app.state.unit_of_work() as session:
         person_id, patient_ids = identity.joined_patients(session, patient_id)
-        visible = consent.visible_for_person(request, session, [*patient_ids, patient_id], now=now)
+        visible = consent.visible_for_person(
+            request, session, [*patient_ids, patient_id], now=now
+        ).within
         service.read(session, "Patient", patient_id, visible=visible)
         stored = _all_resources(session, patient_ids, readable, visible)
         persons = person_references(session, (r.patient_id for r in stored)).values()

@@ -443,7 +443,7 @@ def patient_everything(request: Request, patient_id: str) -> Response:
         person_visible = consent.visible_for_person(
             request, session, [*patient_ids, patient_id], now=now
         )
-        service.read(session, "Patient", patient_id, visible=person_visible)
+        service.read(session, "Patient", patient_id, visible=person_visible.within)
         page = everything(
             session,
             patient_ids,
@@ -453,8 +453,8 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             since=since,
             start=start,
             end=end,
-            visible=person_visible,
-            visible_included=person_visible,
+            visible=person_visible.within,
+            visible_included=person_visible.guarded,
         )
         included = list(page.included)
         matched = {(r.resource_type, r.resource_id) for r in page.resources}
@@ -466,7 +466,9 @@ def patient_everything(request: Request, patient_id: str) -> Response:
         ):
             # The Person is in its first patient's compartment (Person.link), so it is usually
             # a match already; otherwise it comes as an include.
-            person = repository.get_current(session, "Person", person_id, visible=person_visible)
+            person = repository.get_current(
+                session, "Person", person_id, visible=person_visible.guarded
+            )
             if person is not None and not person.deleted:
                 included.insert(0, person)
         _audit_page(
@@ -480,7 +482,10 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             cursor_text is None
             and access(request).kind is not CallerKind.PATIENT
             and something_withheld(
-                session, patient_ids=list(patient_ids), visible=person_visible, types=types or None
+                session,
+                patient_ids=list(patient_ids),
+                visible=person_visible.within,
+                types=types or None,
             )
         )
     base = _base(request)
@@ -594,9 +599,14 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
     patients = _searched_patients(items)
     with _uow(request) as session:
         if len(patients) == 1:
-            # A search about one person: consent's person-level parts decided once.
+            # A search about one person: consent's person-level parts decided once. By
+            # ``patient`` every match belongs to that patient; by ``subject`` it may not.
             _person, joined = identity.joined_patients(session, patients[0])
-            visible = consent.visible_for_person(request, session, [*joined, patients[0]], now=now)
+            person_visible = consent.visible_for_person(
+                request, session, [*joined, patients[0]], now=now
+            )
+            by_patient = any(name.startswith("patient") for name, _value in items)
+            visible = person_visible.within if by_patient else person_visible.guarded
         result = service.search(
             session,
             search_request,
