@@ -25,7 +25,7 @@ from fhir_gateway.access.people import person_facts
 from fhir_gateway.access.service import AgreementStore, predicate_for
 from fhir_gateway.auth.dependencies import access
 from fhir_gateway.store.models import ResourceRow
-from fhir_gateway.store.visibility import compile_visibility
+from fhir_gateway.store.visibility import compile_visibility, compile_visibility_live
 
 
 async def bind_writer(request: Request) -> None:
@@ -105,7 +105,7 @@ def visible_for_person(
             row.patient_id.is_(None),
             compile_visibility(specialise(predicate, NOBODY, now=now), now=now),
         ),
-        and_(row.patient_id.not_in(ids), compile_visibility(predicate, now=now)),
+        and_(row.patient_id.not_in(ids), compile_visibility_live(predicate)),
     )
     return PersonVisibility(within=within, guarded=guarded)
 

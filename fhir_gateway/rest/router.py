@@ -51,7 +51,10 @@ from fhir_gateway.store.everything import everything
 from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.reads import ReadAccess, ResourceReader
 from fhir_gateway.store.repository import StoredResource
-from fhir_gateway.store.visibility import compile_visibility, something_withheld
+from fhir_gateway.store.visibility import (
+    compile_visibility_live,
+    something_withheld,
+)
 from fhir_gateway.validation import (
     dumps,
     parse_json,
@@ -866,7 +869,7 @@ def _check_bundle_scopes(request: Request, data: dict[str, Any], base: str) -> N
 def _visible_on(request: Request, now: datetime) -> Callable[[Any], Any]:
     """The caller's consent predicate, compiled for any row of the resource table."""
     predicate = consent.visible_sync(request)
-    return lambda row: compile_visibility(predicate, now=now, row=row)
+    return lambda row: compile_visibility_live(predicate, row=row)
 
 
 def _get_entry(request: Request, session: Session, url: str) -> transaction.EntryResponse:

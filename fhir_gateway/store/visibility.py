@@ -13,12 +13,13 @@ relationship or directive recorded against the GP's Patient governs the hospital
 council's records of the same person, and unlinking a wrong match separates them again.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     exists,
     false,
     func,
@@ -52,7 +53,7 @@ from fhir_gateway.access.models import (
     ConsentDirectiveRow,
 )
 from fhir_gateway.identity.models import IdentityRecord
-from fhir_gateway.store.models import ResourceRow
+from fhir_gateway.store.models import ResourceRow, UtcDateTime
 
 
 class UncompilablePredicate(TypeError):
@@ -107,6 +108,29 @@ def compile_visibility(
     ``now`` is a datetime, or a bound parameter where the SQL is compiled once and run many
     times (the read path)."""
     return _compile(predicate, now, row)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_COMPILED: dict[tuple[int, int], tuple[Predicate, Any, ColumnElement[bool]]] = {}
+
+
+def compile_visibility_live(predicate: Predicate, *, row: Any = ResourceRow) -> ColumnElement[bool]:
+    """As ``compile_visibility``, with the time read when each statement runs, so the SQL
+    expression for a caller's predicate object (``access.service.predicate_for`` returns the
+    same object to the same caller) is built once and reused by every request."""
+    key = (id(predicate), id(row))
+    found = _COMPILED.get(key)
+    if found is not None and found[0] is predicate and found[1] is row:
+        return found[2]
+    now = bindparam("consent_now_live", callable_=_utcnow, type_=UtcDateTime())
+    expression = _compile(predicate, now, row)
+    if len(_COMPILED) > 4096:
+        _COMPILED.clear()
+    _COMPILED[key] = (predicate, row, expression)
+    return expression
 
 
 def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
