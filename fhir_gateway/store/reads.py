@@ -281,14 +281,6 @@ def _stored(row: Any) -> StoredResource:
     return replace(repository.stored_from_row(row), last_updated=row.last_updated.astimezone(UTC))
 
 
-async def _generic_plans(conn: Any) -> None:
-    # The read statements are prepared once per connection; with consent they carry many
-    # parameters, and PostgreSQL's default would keep planning them afresh (milliseconds)
-    # when a custom plan looks cheaper. The plan cannot depend on the values (the row is
-    # found by its key in a MATERIALIZED CTE first), so the generic plan is always right.
-    await conn.execute("SET plan_cache_mode TO force_generic_plan")
-
-
 class PostgresReader:
     """Reads on psycopg's asyncio pool (autocommit, prepared after a few uses)."""
 
@@ -300,7 +292,6 @@ class PostgresReader:
             kwargs={"autocommit": True, "row_factory": namedtuple_row},
             timeout=connect_timeout,
             open=False,
-            configure=_generic_plans,
         )
 
     async def open(self) -> None:
