@@ -48,6 +48,36 @@ def _reason(reason: str) -> str:
     return text
 
 
+def _audit(
+    session: Session,
+    context: AccessContext,
+    *,
+    action: Action,
+    interaction: str,
+    query: str,
+    patient_id: str,
+    now: datetime,
+    detail: str,
+) -> None:
+    """The AuditEvent of a grant or claim, in the same transaction as the grant itself."""
+    person = person_references(session, [patient_id])[patient_id]
+    add_events(
+        session,
+        [
+            record_for(
+                context,
+                recorded_at=now,
+                action=action,
+                interaction=interaction,
+                outcome=Outcome.SUCCESS,
+                query=query,
+                person=person,
+                detail=detail,
+            )
+        ],
+    )
+
+
 def break_glass(
     session: Session,
     *,
@@ -78,21 +108,15 @@ def break_glass(
         expires_at=now + timedelta(hours=agreement.break_glass_hours),
     )
     session.add(grant)
-    person = person_references(session, [patient_id])[patient_id]
-    add_events(
+    _audit(
         session,
-        [
-            record_for(
-                context,
-                recorded_at=now,
-                action=Action.EXECUTE,
-                interaction="break-glass",
-                outcome=Outcome.SUCCESS,
-                query=query,
-                person=person,
-                detail=f"Break-glass until {grant.expires_at.isoformat()}: {text}",
-            )
-        ],
+        context,
+        action=Action.EXECUTE,
+        interaction="break-glass",
+        query=query,
+        patient_id=patient_id,
+        now=now,
+        detail=f"Break-glass until {grant.expires_at.isoformat()}: {text}",
     )
     session.flush()
     return grant
@@ -126,21 +150,15 @@ def claim_relationship(
         reason=text,
     )
     session.add(relationship)
-    person = person_references(session, [patient_id])[patient_id]
-    add_events(
+    _audit(
         session,
-        [
-            record_for(
-                context,
-                recorded_at=now,
-                action=Action.CREATE,
-                interaction="claim-relationship",
-                outcome=Outcome.SUCCESS,
-                query=query,
-                person=person,
-                detail=f"Self-claimed relationship until {relationship.ends_at}: {text}",
-            )
-        ],
+        context,
+        action=Action.CREATE,
+        interaction="claim-relationship",
+        query=query,
+        patient_id=patient_id,
+        now=now,
+        detail=f"Self-claimed relationship until {relationship.ends_at}: {text}",
     )
     session.flush()
     return relationship

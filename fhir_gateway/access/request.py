@@ -13,7 +13,14 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from consent.agreements import Agreement
-from consent.audit import Action, AuditRecord, Outcome, record_for
+from consent.audit import (
+    PRIVACY_OFFICER_ROLES,
+    Action,
+    AuditRecord,
+    Outcome,
+    is_privacy_officer,
+    record_for,
+)
 
 __all__ = ["Action", "agreement_async", "agreement_now", "audit_record", "per_person"]
 from sqlalchemy import ColumnElement, and_, or_
@@ -24,6 +31,7 @@ from fhir_gateway.access import writer
 from fhir_gateway.access.people import person_facts
 from fhir_gateway.access.service import AgreementStore, predicate_for
 from fhir_gateway.auth.dependencies import access
+from fhir_gateway.outcomes import Forbidden
 from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.visibility import compile_visibility, compile_visibility_live
 
@@ -60,6 +68,17 @@ def predicate(request: Request, agreement: Agreement) -> Predicate:
         cached = predicate_for(access(request), agreement)
         request.state.visible = cached
     return cached
+
+
+def privacy_officer_roles(agreement: Agreement) -> frozenset[str]:
+    """The roles the agreement names as privacy officers (the default where it names none)."""
+    return agreement.privacy_officer_roles or PRIVACY_OFFICER_ROLES
+
+
+def require_privacy_officer(request: Request, agreement: Agreement) -> None:
+    """403 unless the caller acts as a privacy officer under ``agreement``."""
+    if not is_privacy_officer(access(request), privacy_officer_roles(agreement)):
+        raise Forbidden("Only a privacy officer may do this")
 
 
 def visible_sync(request: Request) -> Predicate:

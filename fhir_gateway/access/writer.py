@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from consent.agreements import WILDCARD, Agreement
 from consent.context import AccessContext, CallerKind
-
-SOURCE_PREFIX = "urn:carejoin:source:"
+from fhir_gateway.feeds import source_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +38,7 @@ _writer: ContextVar[WriterScope | None] = ContextVar("carejoin_writer", default=
 
 def scope_for(context: AccessContext, agreement: Agreement, *, query: str = "") -> WriterScope:
     own = frozenset({context.organisation}) if context.organisation else frozenset()
-    attribute = SOURCE_PREFIX + context.organisation if context.organisation else None
+    attribute = source_uri(context.organisation) if context.organisation else None
     if context.kind is CallerKind.SYSTEM:
         clause = agreement.system_clients.get(context.client_id or "")
         if clause is not None and context.purpose.value in clause.purposes:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from consent.audit import PRIVACY_OFFICER_ROLES, patient_view, to_audit_event
+from consent.audit import patient_view, to_audit_event
 from consent.context import AccessContext
 from fhir_gateway.access import request as consent
 from fhir_gateway.audit import service
@@ -46,12 +46,6 @@ def _asked(request: Request) -> str:
     return f"{request.url.path}?{query}" if query else request.url.path
 
 
-def _privacy_roles(request: Request) -> frozenset[str]:
-    """The privacy officer roles the sharing agreement names (the default where it names none)."""
-    roles = consent.agreement_now(request).privacy_officer_roles
-    return roles or PRIVACY_OFFICER_ROLES
-
-
 def _render(viewer: service.Viewer, entry: service.AuditEntry, base: str) -> dict[str, object]:
     if viewer.is_person:
         return patient_view(entry.record, event_id=entry.event_id)
@@ -69,7 +63,7 @@ def _search(request: Request, items: list[tuple[str, str]]) -> Response:
             params=items,
             query=_asked(request),
             now=datetime.now(UTC),
-            privacy_roles=_privacy_roles(request),
+            privacy_roles=consent.privacy_officer_roles(consent.agreement_now(request)),
         )
     base = _base(request)
     kept = [(k, v) for k, v in items if k != "_cursor"]
@@ -124,7 +118,7 @@ def read_audit(request: Request, event_id: str) -> Response:
             context=context,
             event_id=event_id,
             query=_asked(request),
-            privacy_roles=_privacy_roles(request),
+            privacy_roles=consent.privacy_officer_roles(consent.agreement_now(request)),
             now=datetime.now(UTC),
         )
     return Response(dumps(_render(viewer, entry, _base(request))), media_type=MEDIA)

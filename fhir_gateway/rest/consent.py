@@ -10,15 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from consent.agreements import Agreement
-from consent.audit import PRIVACY_OFFICER_ROLES, is_privacy_officer
 from fhir_gateway.access import grants
 from fhir_gateway.access import request as consent
 from fhir_gateway.access.models import SharingAgreementRow
 from fhir_gateway.access.service import AgreementStore, load_agreement
 from fhir_gateway.audit.repository import add_events
 from fhir_gateway.auth.dependencies import access, authenticate
-from fhir_gateway.outcomes import Forbidden, Invalid
+from fhir_gateway.outcomes import Invalid
 from fhir_gateway.rest.http import read_body
 from fhir_gateway.validation import parse_json
 
@@ -47,12 +45,6 @@ def _text(data: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise Invalid(f"'{name}' is required and must be a non-empty string")
     return value.strip()
-
-
-def _require_privacy_officer(request: Request, agreement: Agreement) -> None:
-    roles = agreement.privacy_officer_roles or PRIVACY_OFFICER_ROLES
-    if not is_privacy_officer(access(request), roles):
-        raise Forbidden("Only a privacy officer may do this")
 
 
 @router.post("/consent/break-glass")
@@ -93,7 +85,7 @@ def break_glass_queue(request: Request, limit: int = 100) -> Response:
     if not 1 <= limit <= 1000:
         raise Invalid("limit must be between 1 and 1000")
     agreement = consent.agreement_now(request)
-    _require_privacy_officer(request, agreement)
+    consent.require_privacy_officer(request, agreement)
     now = datetime.now(UTC)
     with request.app.state.unit_of_work() as session:
         rows = grants.list_break_glass(session, since=None, limit=limit)
@@ -159,7 +151,7 @@ async def claim_relationship(request: Request) -> Response:
 @router.get("/admin/agreement")
 def current_agreement(request: Request) -> Response:
     agreement = consent.agreement_now(request)
-    _require_privacy_officer(request, agreement)
+    consent.require_privacy_officer(request, agreement)
     with request.app.state.unit_of_work() as session:
         rows = session.execute(
             select(
@@ -191,7 +183,7 @@ async def load(request: Request) -> Response:
     """Load a new version of the sharing agreement (JSON); 422 if it cannot be enforced."""
     document = await _body(request)
     agreement = await consent.agreement_async(request)
-    _require_privacy_officer(request, agreement)
+    consent.require_privacy_officer(request, agreement)
     context = access(request)
     now = datetime.now(UTC)
 

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.audit import PRIVACY_OFFICER_ROLES, Action, is_privacy_officer
+from consent.audit import Action
 from consent.context import AccessContext, CallerKind
 from fhir_gateway.access import request as consent
 from fhir_gateway.audit.repository import add_events, viewers_of
@@ -179,10 +179,7 @@ async def unlink(request: Request) -> Response:
 def unlinks(request: Request, patient: str) -> Response:
     """For privacy officers: each time ``patient`` was taken out of a Person it had been
     wrongly joined to, and everyone who viewed that joined record meanwhile."""
-    context = access(request)
-    roles = consent.agreement_now(request).privacy_officer_roles or PRIVACY_OFFICER_ROLES
-    if not is_privacy_officer(context, roles):
-        raise Forbidden("Only a privacy officer may see who viewed a record")
+    consent.require_privacy_officer(request, consent.agreement_now(request))
     patient_id = patient.removeprefix("Patient/")
     with _uow(request) as session:
         found = session.scalars(

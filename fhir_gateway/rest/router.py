@@ -190,7 +190,7 @@ def _history(request: Request, resource_type: str | None, resource_id: str | Non
         raise Invalid("The history paging cursor is not valid")
     cursor = int(cursor_text) if cursor_text else None
     now = _now()
-    visible_on = _visible_on(request, now)
+    visible_on = _visible_on(request)
     with _uow(request) as session:
         if resource_type is not None and resource_id is not None:
             service.read_any(session, resource_type, resource_id, visible=visible_on(ResourceRow))
@@ -596,7 +596,7 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
         raise Invalid(str(exc)) from exc
     base = _base(request)
     now = _now()
-    visible_on = _visible_on(request, now)
+    visible_on = _visible_on(request)
     visible = visible_on(ResourceRow)
     context = access(request)
     patients = _searched_patients(items)
@@ -866,7 +866,7 @@ def _check_bundle_scopes(request: Request, data: dict[str, Any], base: str) -> N
             require_scope(context, parts[0], permission)
 
 
-def _visible_on(request: Request, now: datetime) -> Callable[[Any], Any]:
+def _visible_on(request: Request) -> Callable[[Any], Any]:
     """The caller's consent predicate, compiled for any row of the resource table."""
     predicate = consent.visible_sync(request)
     return lambda row: compile_visibility_live(predicate, row=row)
@@ -877,7 +877,7 @@ def _get_entry(request: Request, session: Session, url: str) -> transaction.Entr
     path, _, query = url.partition("?")
     parts = [p for p in path.split("/") if p]
     now = _now()
-    visible_on = _visible_on(request, now)
+    visible_on = _visible_on(request)
     if len(parts) == 2 and parts[0] in SUPPORTED_TYPES:
         stored = service.read(session, parts[0], parts[1], visible=visible_on(ResourceRow))
         _audit_page(request, session, interaction="read", resources=[stored], now=now)
