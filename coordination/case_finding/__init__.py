@@ -1,0 +1,1 @@
+"""Case-finding: who would benefit most from care coordination, and why."""
