@@ -5,6 +5,7 @@ from sqlalchemy import Connection
 
 from fhir_gateway.access import models as access_models  # noqa: F401  (registers the tables)
 from fhir_gateway.audit import models as audit_models  # noqa: F401  (registers the tables)
+from fhir_gateway.auth import models as auth_models  # noqa: F401  (registers the tables)
 from fhir_gateway.db import Base, create_engine_for
 from fhir_gateway.feeds import models as feed_models  # noqa: F401  (registers the tables)
 from fhir_gateway.identity import models as identity_models  # noqa: F401  (registers the tables)
