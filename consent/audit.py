@@ -145,6 +145,7 @@ CAREJOIN_PURPOSE = "https://fhir.carejoin.example/CodeSystem/purpose-of-use"
 CAREJOIN_ROLE = "https://fhir.carejoin.example/CodeSystem/role"
 CAREJOIN_OPERATION = "https://fhir.carejoin.example/CodeSystem/operation"
 CAREJOIN_INTERACTION = "https://fhir.carejoin.example/CodeSystem/interaction"
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 CLIENT_ID = "https://fhir.carejoin.example/Id/client-id"
 TOKEN_SUBJECT = "https://fhir.carejoin.example/Id/token-subject"
 OBSERVER = "carejoin"
@@ -230,6 +231,17 @@ def instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Signing in and out are not restful interactions: they are recorded as DICOM's "User
+# Authentication" event (as IHE ATNA records them), subtype Login or Logout.
+AUTHENTICATION = {"login": ("110122", "Login"), "logout": ("110123", "Logout")}
+
+
+def _type(interaction: str) -> dict[str, object]:
+    if interaction in AUTHENTICATION:
+        return _coding(DICOM, "110114", "User Authentication")
+    return _coding(AUDIT_EVENT_TYPE, "rest", "Restful Operation")
+
+
 def _subtype(interaction: str) -> list[dict[str, object]]:
     if interaction.startswith("$"):
         # BALP codes an operation as the restful interaction "operation"; the operation's
@@ -238,6 +250,9 @@ def _subtype(interaction: str) -> list[dict[str, object]]:
             _coding(RESTFUL_INTERACTION, "operation"),
             _coding(CAREJOIN_OPERATION, interaction),
         ]
+    if interaction in AUTHENTICATION:
+        code, display = AUTHENTICATION[interaction]
+        return [_coding(DICOM, code, display)]
     if interaction in RESTFUL_INTERACTIONS:
         return [_coding(RESTFUL_INTERACTION, interaction)]
     return [_coding(CAREJOIN_INTERACTION, interaction)]
@@ -332,7 +347,8 @@ def to_audit_event(
     """The FHIR R4 ``AuditEvent`` of a record, in the shape of IHE BALP's RESTful patterns.
 
     ``type`` is the restful-operation event type and ``subtype`` the interaction (or
-    "operation" and the operation's name); ``agent`` holds the requestor (a reference for a
+    "operation" and the operation's name; signing in and out are DICOM's User
+    Authentication, subtype Login or Logout); ``agent`` holds the requestor (a reference for a
     Practitioner or Patient, an identifier for a system client or a bare token subject, with
     the selected role) and, when there is one, the organisation acted for as a second agent;
     ``source.observer`` is this server; ``entity`` holds the person whose record was touched
@@ -354,7 +370,7 @@ def to_audit_event(
     event: dict[str, object] = {
         "resourceType": "AuditEvent",
         "id": event_id,
-        "type": _coding(AUDIT_EVENT_TYPE, "rest", "Restful Operation"),
+        "type": _type(record.interaction),
         "subtype": _subtype(record.interaction),
         "action": record.action.value,
         "recorded": instant(record.recorded_at),

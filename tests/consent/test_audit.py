@@ -95,6 +95,21 @@ CASES = {
     ),
     "failed-500": record(outcome=Outcome.FAILED, detail="An internal error occurred (request x)"),
     "custom-interaction": record(interaction="identity-review", resource=None),
+    "sign-in": record(
+        interaction="login",
+        action=Action.EXECUTE,
+        query="/auth/callback",
+        person=None,
+        resource=None,
+        detail="Signed in through carejoin-web (authorization code, PKCE)",
+    ),
+    "sign-out": record(
+        interaction="logout",
+        action=Action.EXECUTE,
+        query="/auth/logout",
+        person=None,
+        resource=None,
+    ),
 }
 
 
@@ -189,6 +204,16 @@ def test_an_operation_names_itself_beside_the_interaction() -> None:
         ("https://fhir.carejoin.example/CodeSystem/operation", "$everything"),
     }
     assert event["action"] == "E"
+
+
+@pytest.mark.parametrize(("case", "code"), [("sign-in", "110122"), ("sign-out", "110123")])
+def test_signing_in_and_out_are_dicom_user_authentication(case: str, code: str) -> None:
+    event: Any = to_audit_event(CASES[case], event_id=EVENT_ID)
+    dicom = "http://dicom.nema.org/resources/ontology/DCM"
+    assert event["type"] == {"system": dicom, "code": "110114", "display": "User Authentication"}
+    assert _codes(event["subtype"]) == {(dicom, code)}
+    assert event["action"] == "E"
+    assert event["agent"][0]["who"] == {"reference": "Practitioner/gp-Z90001-0"}
 
 
 @pytest.mark.parametrize(
