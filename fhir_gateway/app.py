@@ -23,6 +23,8 @@ from fhir_gateway import events
 from fhir_gateway.access.service import AgreementStore
 from fhir_gateway.audit import sealer
 from fhir_gateway.auth import dependencies as auth
+from fhir_gateway.auth.clock import Clock, utc_now
+from fhir_gateway.auth.personas import Persona
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.identity import handlers as identity_handlers
 from fhir_gateway.outcomes import Issue, OutcomeError, outcome
@@ -36,6 +38,7 @@ from fhir_gateway.rest.record import router as record_router
 from fhir_gateway.rest.router import MEDIA
 from fhir_gateway.rest.router import public_router as fhir_public_router
 from fhir_gateway.rest.router import router as fhir_router
+from fhir_gateway.rest.signin import router as signin_router
 from fhir_gateway.settings import GatewaySettings
 from fhir_gateway.store.reads import ResourceReader, reader_for
 from fhir_gateway.validation import dumps
@@ -72,8 +75,12 @@ def create_app(
     extensions: Sequence[Extension] = (),
     engine: Engine | None = None,
     version: str = "0.1.0",
+    personas: Sequence[Persona] = (),
+    clock: Clock = utc_now,
 ) -> FastAPI:
-    """The FHIR gateway as an ASGI app. ``engine`` may be given (tests, the CLI)."""
+    """The FHIR gateway as an ASGI app. ``engine`` may be given (tests, the CLI);
+    ``personas`` are whom the development issuer's sign-in page offers (the composition
+    root's demo people); ``clock`` is the time sign-in runs on (tests move it)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,9 +140,10 @@ def create_app(
     app.state.engine = engine
     if engine is not None:
         _bind(app, engine)
-    auth.install(app, settings.auth)
+    auth.install(app, settings.auth, personas=personas, clock=clock)
     app.state.agreements = AgreementStore(default_path=settings.agreement_path)
     app.include_router(auth_router)
+    app.include_router(signin_router)
     app.include_router(fhir_public_router)
     app.include_router(audit_router)  # before fhir_router, whose /fhir/{type} would take it
     app.include_router(fhir_router)

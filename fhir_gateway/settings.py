@@ -27,12 +27,49 @@ class AuthSettings(BaseModel):
     token_lifetime: int = Field(default=3600, ge=60, le=24 * 3600)
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_seconds: int = Field(default=30, ge=0, le=300)
+    session_idle_timeout: int = Field(
+        default=15 * 60,
+        ge=60,
+        le=24 * 3600,
+        description="Seconds a browser session may go without a request before it ends.",
+    )
+    session_lifetime: int = Field(
+        default=8 * 3600,
+        ge=300,
+        le=7 * 24 * 3600,
+        description="Seconds a browser session lasts at most after sign-in, however busy.",
+    )
+    session_cookie_secure: bool = Field(
+        default=True,
+        description="Mark the sign-in cookies Secure (sent over HTTPS only). Only the "
+        "development issuer may turn this off, for tests that talk plain http.",
+    )
+    web_client_id: str = Field(
+        default="carejoin-web", description="The built-in web client (the web pages)."
+    )
+    web_redirect_uri: str | None = Field(
+        default=None,
+        description="Where the development issuer sends the web pages' sign-in back to; by "
+        "default /auth/callback on this server.",
+    )
+    web_scope: str = Field(
+        default="user/*.cruds patient/*.cruds",
+        description="What the web pages ask for; each persona gets what it holds of it.",
+    )
 
     @property
     def trusted_issuer(self) -> str:
         if self.issuer is None:
             raise RuntimeError("The token issuer is not resolved (GatewaySettings does it)")
         return self.issuer
+
+    @property
+    def web_callback(self) -> str:
+        if self.web_redirect_uri is None:
+            raise RuntimeError(
+                "The web client's redirect URI is not resolved (GatewaySettings does it)"
+            )
+        return self.web_redirect_uri
 
     @property
     def expected_audience(self) -> str:
@@ -48,6 +85,10 @@ class AuthSettings(BaseModel):
             raise ValueError("Without the development issuer, jwks_url must name the JWKS")
         if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in self.algorithms):
             raise ValueError("Only asymmetric signature algorithms are accepted")
+        if self.session_idle_timeout > self.session_lifetime:
+            raise ValueError("A session's idle timeout cannot be longer than its lifetime")
+        if not self.session_cookie_secure and not self.development_issuer:
+            raise ValueError("Sign-in cookies are Secure except with the development issuer")
         return self
 
 
@@ -103,6 +144,8 @@ class GatewaySettings(BaseModel):
         updates: dict[str, str] = {}
         if self.auth.audience is None:
             updates["audience"] = base
+        if self.auth.web_redirect_uri is None:
+            updates["web_redirect_uri"] = base.removesuffix("/fhir") + "/auth/callback"
         if self.auth.issuer is None:
             if not self.auth.development_issuer:
                 raise ValueError("auth.issuer must name the identity provider")

@@ -49,11 +49,15 @@ class RegisteredClient:
 
 
 def load_clients(path: str | None) -> dict[str, RegisteredClient]:
-    """The registered clients (a JSON list) at ``path``; none if it is not given or absent."""
+    """The registered clients (a JSON list) at ``path``; none if it is not given or absent.
+    Public clients (browser applications, registered with redirect URIs and no keys) are
+    ``authorize.load_public_clients``'s."""
     if not path or not Path(path).exists():
         return {}
     clients: dict[str, RegisteredClient] = {}
     for entry in json.loads(Path(path).read_text()):
+        if "jwks" not in entry:
+            continue
         client = RegisteredClient(
             client_id=str(entry["client_id"]),
             organisation=entry.get("organization"),

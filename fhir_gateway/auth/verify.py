@@ -7,7 +7,9 @@ claims ``consent.context`` needs. Anything else is a 401 with an OperationOutcom
 ``WWW-Authenticate`` challenge (RFC 6750); the reason goes in the outcome, never the token.
 
 Verified tokens are remembered (bounded, by the token's exact text, until they expire), so
-a client that sends the same token on every request pays for one signature check.
+a client that sends the same token on every request pays for one signature check. A token
+the development issuer gave for an authorization code names its grant (claim ``grant``),
+which ``verify_grant`` returns so that the caller can check it has not been revoked.
 """
 
 import threading
@@ -51,28 +53,33 @@ class TokenVerifier:
         self._resolve_key = resolve_key
         self._algorithms = list(algorithms)
         self._leeway = leeway
-        self._cache: OrderedDict[str, AccessContext] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[AccessContext, str | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> AccessContext:
         """The access context of ``token``, or InvalidToken."""
+        return self.verify_grant(token)[0]
+
+    def verify_grant(self, token: str) -> tuple[AccessContext, str | None]:
+        """The access context of ``token`` and the grant it was issued under (if it names
+        one), or InvalidToken."""
         now = time.time()
         with self._lock:
             cached = self._cache.get(token)
             if cached is not None:
-                if cached.expires_at + self._leeway > now:
+                if cached[0].expires_at + self._leeway > now:
                     self._cache.move_to_end(token)
                     return cached
                 del self._cache[token]
-        context = self._verify(token)
+        verified = self._verify(token)
         with self._lock:
-            self._cache[token] = context
+            self._cache[token] = verified
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return context
+        return verified
 
-    def _verify(self, token: str) -> AccessContext:
+    def _verify(self, token: str) -> tuple[AccessContext, str | None]:
         try:
             key = self._resolve_key(token)
             claims = jwt.decode(
@@ -97,9 +104,11 @@ class TokenVerifier:
         except (jwt.PyJWTError, ValueError) as exc:
             raise InvalidToken(f"The access token is not valid: {_short(exc)}") from None
         try:
-            return context_from_claims(claims)
+            context = context_from_claims(claims)
         except InvalidClaims as exc:
             raise InvalidToken(str(exc)) from None
+        grant = claims.get("grant")
+        return context, grant if isinstance(grant, str) and grant else None
 
 
 def _short(exc: Exception) -> str:

@@ -1,11 +1,15 @@
 """The development issuer: its public keys (JWKS) and its token endpoint (SMART Backend
-Services client credentials). Absent when a real identity provider is used."""
+Services client credentials; authorization codes with PKCE, ``rest/signin.py`` being the
+rest of that flow). Absent when a real identity provider is used."""
 
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
+from fhir_gateway.auth.authorize import AUTHORIZATION_CODE, AuthorizationServer, Issued
 from fhir_gateway.auth.clients import OAuthError, TokenEndpoint
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.outcomes import NotFound
@@ -31,11 +35,35 @@ async def token(request: Request) -> Response:
     if media_type(request.headers.get("content-type")) != FORM:
         return _oauth_error(OAuthError("invalid_request", f"Send the request as {FORM}"))
     body = await read_body(request, limit=64 * 1024)
-    form = dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
-    try:
-        answer = endpoint.exchange(form)
-    except OAuthError as exc:
-        return _oauth_error(exc)
+    fields = parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
+    form = dict(fields)
+    if len(form) != len(fields):
+        return _oauth_error(OAuthError("invalid_request", "A parameter is given twice"))
+    grant_type = form.get("grant_type")
+    server: AuthorizationServer | None = request.app.state.authorization_server
+    answer: dict[str, Any]
+    if grant_type == AUTHORIZATION_CODE and server is not None:
+
+        def exchange() -> Issued | OAuthError:
+            with request.app.state.unit_of_work() as session:
+                return server.exchange(session, form, query=request.url.path)
+
+        issued = await run_in_threadpool(exchange)
+        if isinstance(issued, OAuthError):
+            return _oauth_error(issued)
+        answer = issued.response
+    elif grant_type == "client_credentials":
+        try:
+            answer = endpoint.exchange(form)
+        except OAuthError as exc:
+            return _oauth_error(exc)
+    else:
+        return _oauth_error(
+            OAuthError(
+                "unsupported_grant_type",
+                "grant_type must be client_credentials or authorization_code",
+            )
+        )
     return Response(
         content=dumps(answer),
         media_type="application/json",

@@ -167,6 +167,20 @@ async def smart_configuration(request: Request) -> Response:
         "response_types_supported": ["token"],
         "capabilities": ["client-confidential-asymmetric", "permission-v2", "permission-v1"],
     }
+    if request.app.state.authorization_server is not None:
+        # The development issuer also signs people in (authorization code with PKCE).
+        body["authorization_endpoint"] = f"{issuer}/authorize"
+        body["grant_types_supported"] = ["authorization_code", "client_credentials"]
+        body["token_endpoint_auth_methods_supported"] = ["private_key_jwt", "none"]
+        body["response_types_supported"] = ["code"]
+        body["code_challenge_methods_supported"] = ["S256"]
+        body["capabilities"] += [
+            "launch-standalone",
+            "client-public",
+            "context-standalone-patient",
+            "permission-patient",
+            "permission-user",
+        ]
     return Response(content=dumps(body), media_type="application/json")
 
 
