@@ -4,6 +4,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from carejoin import __version__
+from carejoin.personas import personas
 from carejoin.settings import Settings, get_settings
 from fhir_gateway.app import create_app
 
@@ -11,4 +12,8 @@ from fhir_gateway.app import create_app
 def create_service(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """The carejoin ASGI app (``uvicorn --factory carejoin.app:create_service``)."""
     settings = settings or get_settings()
-    return create_app(settings.gateway(), extensions=(), engine=engine, version=__version__)
+    # The development issuer's sign-in page offers the demo personas.
+    demo_people = tuple(personas().values()) if settings.auth.development_issuer else ()
+    return create_app(
+        settings.gateway(), extensions=(), engine=engine, version=__version__, personas=demo_people
+    )

@@ -260,7 +260,10 @@ def token(
     persona: Annotated[str | None, typer.Option(help="A demo persona (see --list).")] = None,
     user: Annotated[str | None, typer.Option(help="Practitioner id of the user.")] = None,
     org: Annotated[str | None, typer.Option(help="ODS code of the user's organisation.")] = None,
-    role: Annotated[str | None, typer.Option(help="The role selected for the session.")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(help="The role selected for the session (with --persona, one it holds)."),
+    ] = None,
     purpose: Annotated[
         str | None, typer.Option(help="Purpose of use: TREAT (default), BTG or CASEFIND.")
     ] = None,
@@ -290,6 +293,11 @@ def token(
         claims = dict(known[persona].claims)
         if purpose:
             claims["purpose_of_use"] = purpose
+        if role:
+            held = known[persona].selectable_roles
+            if role not in held:
+                raise typer.BadParameter(f"{persona} may act as {', '.join(held) or 'no role'}")
+            claims["role"] = role
     elif user is not None:
         if org is None or role is None:
             raise typer.BadParameter("A user token needs --org and --role")
@@ -356,6 +364,31 @@ def client_register(
     typer.echo(
         f"Registered {client_id}; it asks {auth.trusted_issuer.rstrip('/')}/token "
         "(restart the service to pick it up)."
+    )
+
+
+@client_app.command("register-public")
+def client_register_public(
+    client_id: Annotated[str, typer.Option("--id", help="The client id.")],
+    redirect_uri: Annotated[
+        list[str], typer.Option(help="A redirect URI (exact; give it once for each).")
+    ],
+) -> None:
+    """Register a browser application for the authorization-code flow with PKCE."""
+    from fhir_gateway.auth.authorize import register_public_client
+
+    auth = get_settings().auth_settings()
+    if not auth.development_issuer:
+        raise typer.BadParameter("This deployment trusts an external identity provider")
+    try:
+        register_public_client(
+            auth.development_clients_path, client_id=client_id, redirect_uris=redirect_uri
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(
+        f"Registered {client_id}; it signs people in at "
+        f"{auth.trusted_issuer.rstrip('/')}/authorize (restart the service to pick it up)."
     )
 
 

@@ -3,22 +3,28 @@
 Each is a real Practitioner (or Patient) of the synthetic demo data. Roles: R8000 (clinical
 practitioner), R8001 (nurse) and R8008 (admin/clinical support) are national RBAC access
 role codes as a smartcard carries them; social care and partnership roles, which national
-RBAC does not cover, use the partnership's own codes (``CJ...``).
+RBAC does not cover, use the partnership's own codes (``CJ...``). A persona's ``roles`` are
+every role its holder may select when signing in through the development issuer's page
+(the first is the one ``carejoin token --persona`` uses unless ``--role`` says otherwise).
+The service hands these to the gateway (``create_app(..., personas=...)``).
 """
 
-from dataclasses import dataclass
-
 from carejoin.synthetic import COUNCIL, HOSPITAL, PRACTICES, first_person_patient_id
+from fhir_gateway.auth.personas import Persona
+
+__all__ = ["Persona", "personas"]
 
 
-@dataclass(frozen=True, slots=True)
-class Persona:
-    name: str
-    description: str
-    claims: dict[str, str]
-
-
-def _staff(name: str, description: str, user: str, ods: str, role: str, scope: str) -> Persona:
+def _staff(
+    name: str,
+    description: str,
+    user: str,
+    ods: str,
+    role: str,
+    scope: str,
+    *,
+    roles: tuple[str, ...] = (),
+) -> Persona:
     return Persona(
         name,
         description,
@@ -29,6 +35,7 @@ def _staff(name: str, description: str, user: str, ods: str, role: str, scope: s
             "role": role,
             "scope": scope,
         },
+        roles=roles,
     )
 
 
@@ -43,6 +50,7 @@ def personas(seed: int = 2026) -> dict[str, Persona]:
             practice.ods,
             "R8000",
             "user/*.cruds",
+            roles=("R8000", "R8008"),
         ),
         _staff(
             "hospital-doctor",
@@ -75,6 +83,7 @@ def personas(seed: int = 2026) -> dict[str, Persona]:
             COUNCIL.ods,
             "CJ0002",
             "user/*.cruds",
+            roles=("CJ0002", "CJ0001"),
         ),
         _staff(
             "privacy-officer",
