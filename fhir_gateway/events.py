@@ -50,6 +50,10 @@ class Dispatcher:
     def resource_types(self) -> frozenset[str]:
         return frozenset(self._handlers)
 
+    def with_handlers(self, registry: Mapping[str, Sequence[Handler]]) -> "Dispatcher":
+        """This dispatcher's handlers and ``registry``'s (an extension's consumers)."""
+        return Dispatcher(combine(self._handlers, registry))
+
     def dispatch_once(self, session: Session, *, now: datetime, batch: int = 200) -> int:
         """Claim and handle up to ``batch`` events; returns how many were claimed."""
         stmt = (

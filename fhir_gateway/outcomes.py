@@ -113,6 +113,13 @@ class PreconditionFailed(OutcomeError):
     issue_code = "conflict"
 
 
+class PreconditionRequired(OutcomeError):
+    """428 (RFC 6585): the change needs a condition (If-Match) the request did not give."""
+
+    status_code = 428
+    issue_code = "conflict"
+
+
 class PayloadTooLarge(OutcomeError):
     status_code = 413
     issue_code = "too-costly"
