@@ -6,6 +6,7 @@ from sqlalchemy import Engine
 from carejoin import __version__
 from carejoin.personas import personas
 from carejoin.settings import Settings, get_settings
+from coordination.extension import extension as coordination
 from fhir_gateway.app import create_app
 
 
@@ -15,5 +16,9 @@ def create_service(settings: Settings | None = None, *, engine: Engine | None = 
     # The development issuer's sign-in page offers the demo personas.
     demo_people = tuple(personas().values()) if settings.auth.development_issuer else ()
     return create_app(
-        settings.gateway(), extensions=(), engine=engine, version=__version__, personas=demo_people
+        settings.gateway(),
+        extensions=(coordination(settings.coordination, agreement_path=settings.agreement_path),),
+        engine=engine,
+        version=__version__,
+        personas=demo_people,
     )

@@ -2,8 +2,9 @@
 
 import logging
 import os
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from carejoin.settings import get_settings
+from carejoin.settings import Settings, get_settings
 from fhir_gateway import events, migrate
 from fhir_gateway.app import default_dispatcher
 from fhir_gateway.db import create_engine_for, session_factory_for
@@ -449,6 +450,11 @@ def demo(
     )
     _link_identities(factory)
     _load_demo_agreement(factory)
+    _load_teams(factory, DEMO_TEAMS, settings)
+    # The synthetic world's "today" is fixed, so its case-finding is scored as on that day.
+    from carejoin.synthetic import REFERENCE_DATE
+
+    _casefind(factory, settings, as_of=REFERENCE_DATE.isoformat())
     engine.dispose()
     if not load_only:
         typer.echo(
@@ -485,6 +491,103 @@ def _load_demo_agreement(factory: sessionmaker[Session]) -> None:
     typer.echo(f"Sharing agreement {agreement.version} is in force ({DEMO_AGREEMENT.name}).")
 
 
+teams_app = typer.Typer(help="The integrated teams, their practices and members.")
+app.add_typer(teams_app, name="teams")
+DEMO_TEAMS = Path(__file__).resolve().parent / "data" / "demo_teams.json"
+
+
+@teams_app.command("load")
+def teams_load(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Create or replace the teams in a JSON file ({team id: team}; docs/coordination.md)."""
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        _load_teams(session_factory_for(engine), path, settings)
+    finally:
+        engine.dispose()
+
+
+def _load_teams(factory: sessionmaker[Session], path: Path, settings: Settings) -> None:
+    import orjson
+    from pydantic import ValidationError
+
+    from coordination.team import service as teams
+    from coordination.team.schemas import TeamIn
+
+    document = orjson.loads(path.read_bytes())
+    if not isinstance(document, dict):
+        raise typer.BadParameter(f"{path} must hold an object of teams by id")
+    with factory.begin() as session:
+        for team_id, body in document.items():
+            try:
+                team = TeamIn.model_validate(body)
+            except ValidationError as exc:
+                raise typer.BadParameter(f"team {team_id}: {exc}") from exc
+            saved = teams.put_team(
+                session, team_id, team, now=datetime.now(UTC), settings=settings.coordination
+            )
+            typer.echo(
+                f"Team {team_id}: {len(saved.practices)} practices, {len(saved.members)} members"
+            )
+
+
+@app.command()
+def casefind(
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as on this date (YYYY-MM-DD); default today.")
+    ] = None,
+    chunk: Annotated[int, typer.Option(min=1, max=10000, help="Persons per transaction.")] = 500,
+) -> None:
+    """Case-finding for the whole registered population (docs/case-finding.md)."""
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        _casefind(session_factory_for(engine), settings, as_of=as_of, chunk=chunk)
+    finally:
+        engine.dispose()
+
+
+def _casefind(
+    factory: sessionmaker[Session], settings: Settings, *, as_of: str | None, chunk: int = 500
+) -> None:
+    from coordination.case_finding import service as case_finding
+    from fhir_gateway.access.service import AgreementStore
+
+    now = datetime.now(UTC)
+    try:
+        day = date.fromisoformat(as_of) if as_of else now.date()
+    except ValueError as exc:
+        raise typer.BadParameter("--as-of must be a date, YYYY-MM-DD") from exc
+    agreement = AgreementStore(default_path=settings.agreement_path).current(factory.begin)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]Case-finding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task("casefind", total=None)
+        report = case_finding.run(
+            factory,
+            agreement,
+            settings.coordination,
+            as_of=day,
+            now=now,
+            chunk=chunk,
+            progress=lambda n: progress.advance(task, n),
+            total=lambda n: progress.update(task, total=n),
+        )
+    typer.echo(
+        f"Assessed {report.persons} registered people as on {day.isoformat()} in "
+        f"{time.perf_counter() - started:.1f}s: {report.found} in a cohort; "
+        f"{report.removed} no longer registered left the results."
+    )
+
+
 @app.command()
 def relabel(
     batch: Annotated[int, typer.Option(min=100, help="Resources per transaction.")] = 2000,
@@ -518,6 +621,8 @@ def _link_identities(factory: sessionmaker[Session]) -> None:
     """Drain the outbox (identity links every source Patient to a Person) with a progress bar."""
     with factory.begin() as session:
         waiting = events.pending(session)
+    # Identity only: an initial load is followed by a batch case-finding run (the demo does
+    # it), not by one re-scoring per loaded resource.
     dispatcher = default_dispatcher()
     with Progress(
         TextColumn("[bold]Linking identities (outbox events)"),

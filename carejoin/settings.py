@@ -9,6 +9,7 @@ from functools import lru_cache
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coordination.settings import CoordinationSettings
 from fhir_gateway.settings import AuthSettings, GatewaySettings
 
 
@@ -29,6 +30,7 @@ class Settings(BaseSettings):
     audit_seal_interval: float = Field(default=2.0, ge=0, le=3600)
     audit_block_size: int = Field(default=10000, ge=1, le=1_000_000)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
     agreement_path: str | None = Field(
         default=None,
         description="The sharing agreement in force until one is loaded through /admin/agreement.",

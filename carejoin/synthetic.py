@@ -296,6 +296,17 @@ STAFF = (
     StaffMember("coord-1", COUNCIL, "Sam", "Whitlow", "Care coordinator"),
     StaffMember("privacy-1", HOSPITAL, "Helen", "Marsh", "Privacy officer"),
     StaffMember("steward-1", HOSPITAL, "Omar", "Farah", "Data quality steward"),
+    # The integrated neighbourhood teams (hosted by the council; see carejoin/data/demo_teams.json)
+    StaffMember("coord-2", COUNCIL, "Aisha", "Begum", "Care coordinator (community nursing)"),
+    StaffMember("coord-3", COUNCIL, "Daniel", "Okafor", "Care coordinator (mental health)"),
+    StaffMember("coord-4", COUNCIL, "Megan", "Lloyd", "Care coordinator (community nursing)"),
+    StaffMember("coord-5", COUNCIL, "Tariq", "Hussain", "Care coordinator (social work)"),
+    StaffMember("coord-6", COUNCIL, "Ellen", "Price", "Care coordinator (community nursing)"),
+    StaffMember("coord-7", COUNCIL, "Joseph", "Mensah", "Care coordinator (social work)"),
+    StaffMember("lead-1", COUNCIL, "Ruth", "Campbell", "Integrated team lead"),
+    StaffMember("lead-2", COUNCIL, "Imran", "Sheikh", "Integrated team lead"),
+    StaffMember("lead-3", COUNCIL, "Claire", "Doyle", "Integrated team lead"),
+    StaffMember("admin-1", COUNCIL, "Neil", "Barker", "Partnership systems administrator"),
 )
 
 

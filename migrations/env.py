@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import Connection
 
+from coordination import models as coordination_models  # noqa: F401  (registers the tables)
 from fhir_gateway.access import models as access_models  # noqa: F401  (registers the tables)
 from fhir_gateway.audit import models as audit_models  # noqa: F401  (registers the tables)
 from fhir_gateway.auth import models as auth_models  # noqa: F401  (registers the tables)

@@ -1,0 +1,1 @@
+"""Alerts: admissions, discharges and other changes reaching the person's coordinator."""

@@ -1,0 +1,1 @@
+"""One unified assessment (FHIR Questionnaire/QuestionnaireResponse) for health and social care."""

@@ -1,0 +1,1 @@
+"""Coordination episodes: who coordinates whom, proposals, the waiting queue, worklists."""

@@ -1,0 +1,1 @@
+"""Outcome measures per team, GP practice and month: aggregate only, small counts suppressed."""

@@ -1,0 +1,1 @@
+"""Coordination tasks: FHIR Tasks with the workflow statuses, owners, due dates and a pool."""

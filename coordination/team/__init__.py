@@ -1,0 +1,1 @@
+"""Integrated teams, their aligned GP practices and their members (coordinators, leads)."""
