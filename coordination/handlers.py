@@ -9,6 +9,8 @@ first for a Patient, so a record that has just arrived is already filed under it
 - Alerts: hospital Encounters (admissions, discharges, cancellations, A&E attendances), new
   social care services and care plan changes (``coordination.alert.service``).
 - Tasks: a Task changed through the FHIR API (accepted, completed...) updates the worklist.
+- Identity: a Person whose links changed (a wrong link undone) loses the tasks and alerts
+  raised from records no longer theirs, and is re-scored.
 """
 
 from collections.abc import Callable
@@ -61,7 +63,16 @@ def registry(
         parties = agreement_in(session).parties.values()
         return frozenset(p.ods for p in parties if p.kind == "social-care")
 
+    def person_changed(session: Session, event: Event, now: datetime) -> None:
+        alerts.on_person(session, event.resource_id, now)
+        if settings.casefind_on_events:
+            population = case_finding.population(session, agreement_in(session), settings)
+            case_finding.reassess_person(
+                session, event.resource_id, population=population, as_of=now.date(), now=now
+            )
+
     handlers: dict[str, list[Handler]] = {
+        "Person": [person_changed],
         "Encounter": [stored(alerts.on_encounter)],
         "EpisodeOfCare": [stored(alerts.on_social_care_service, social_care=social_care)],
         "ServiceRequest": [stored(alerts.on_social_care_service, social_care=social_care)],

@@ -19,14 +19,15 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coordination.alert import rules
 from coordination.case_finding.facts import is_service
 from coordination.caseload import service as caseload
-from coordination.caseload.models import CaseRow, PersonStateRow
+from coordination.caseload.models import CaseRow, PersonStateRow, TaskRow
 from coordination.task import service as tasks
-from coordination.task.fhir import TRIGGER_SYSTEM
+from coordination.task.fhir import OPEN, TRIGGER_SYSTEM
 from coordination.team import repository as teams
 from fhir_gateway.api import (
     StoredResource,
@@ -263,3 +264,61 @@ def on_care_plan(session: Session, stored: StoredResource, now: datetime) -> Non
         security=_security(plan),
         now=now,
     )
+
+
+def on_person(session: Session, person_id: str, now: datetime) -> int:
+    """A Person's links changed (a data steward undid a wrong link, or records were moved):
+    the open tasks and the alerts raised for this person from a hospital record that is no
+    longer theirs are withdrawn, and what the worklist says about their stays is put right.
+    Returns how many tasks were withdrawn."""
+    withdrawn = 0
+    rows = session.scalars(
+        select(TaskRow).where(
+            TaskRow.person_id == person_id,
+            TaskRow.trigger.startswith("enc:"),
+            TaskRow.status.in_(sorted(OPEN)),
+        )
+    ).all()
+    for row in rows:
+        encounter_id = str(row.trigger).split(":")[1]
+        if _belongs_to(session, encounter_id, person_id):
+            continue
+        tasks.set_status(
+            session,
+            row,
+            "cancelled",
+            now=now,
+            note="Raised through a link between two people's records that has been undone",
+        )
+        _withdraw_alert(session, str(row.trigger), now)
+        withdrawn += 1
+    state = session.get(PersonStateRow, person_id)
+    if state is not None:
+        for field, moment in (("admission", "admitted_at"), ("discharge", "discharged_at")):
+            reference = getattr(state, field)
+            if reference and not _belongs_to(
+                session, reference.removeprefix("Encounter/"), person_id
+            ):
+                setattr(state, field, None)
+                setattr(state, moment, None)
+                state.updated_at = now
+    session.flush()
+    return withdrawn
+
+
+def _belongs_to(session: Session, encounter_id: str, person_id: str) -> bool:
+    encounter = get_current(session, "Encounter", encounter_id)
+    if encounter is None or encounter.patient_id is None:
+        return False
+    return person_of(session, encounter.patient_id) == person_id
+
+
+def _withdraw_alert(session: Session, trigger: str, now: datetime) -> None:
+    stored = get_current(session, "Communication", _communication_id(trigger))
+    if stored is None or stored.body is None or stored.deleted:
+        return
+    communication = orjson.loads(stored.body)
+    if communication.get("status") == "entered-in-error":
+        return
+    communication["status"] = "entered-in-error"
+    update(session, "Communication", stored.resource_id, communication, now=now)

@@ -809,3 +809,39 @@ def test_one_unified_assessment_is_shared_not_repeated(
     doctor = staff(issuer, "hosp-doctor-1", org="Z9H", role="R8000")
     hidden = coord_client.get(f"/coordination/assessments?patient={patient}", headers=doctor)
     assert hidden.status_code == 404
+
+
+def test_undoing_a_wrong_link_withdraws_what_it_raised(
+    team_world: dict[str, str],
+    coord_client: TestClient,
+    coord_app: FastAPI,
+    connection: Connection,
+    issuer: DevelopmentIssuer,
+) -> None:
+    person = team_world["Adaeze Okafor"]
+    coord_client.post(CASES, json={"person": person}, headers=lead(issuer))
+    _send(coord_client, adt("A01", "LINK-1", admitted=_stamp(datetime.now(UTC))))
+    dispatch(coord_app, connection)
+    (task,) = _tasks(connection)
+    assert task.status == "requested"
+    found = coord_client.get(
+        "/fhir/Patient?identifier=https://fhir.carejoin.example/Id/Z9H/mrn|RH0000123"
+    ).json()
+    (pas_patient,) = [e["resource"]["id"] for e in found["entry"]]
+
+    steward = staff(issuer, "steward-1", org="Z9H", role="R8008")
+    unlinked = coord_client.post(
+        "/identity/unlink",
+        json={"patient": f"Patient/{pas_patient}", "reason": "Not the same person"},
+        headers=steward,
+    )
+    assert unlinked.status_code == 200, unlinked.text
+    dispatch(coord_app, connection)
+    (task,) = _tasks(connection)
+    assert task.status == "cancelled"
+    fhir_task = coord_client.get(f"/fhir/Task/{task.task_id}").json()
+    assert "undone" in fhir_task["statusReason"]["text"]
+    alerts = coord_client.get("/fhir/Communication?category=alert").json()
+    assert [e["resource"]["status"] for e in alerts["entry"]] == ["entered-in-error"]
+    work = coord_client.get("/coordination/worklist", headers=coordinator(issuer)).json()
+    assert "admitted" not in work["entries"][0]["flags"]
