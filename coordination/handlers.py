@@ -23,6 +23,7 @@ from consent.agreements import Agreement
 from coordination.alert import service as alerts
 from coordination.case_finding import service as case_finding
 from coordination.case_finding.facts import TYPES
+from coordination.case_finding.models import CaseFindingRow
 from coordination.settings import CoordinationSettings
 from coordination.task import service as tasks
 from fhir_gateway.api import AgreementStore, Event, Handler, get_current, person_of
@@ -45,6 +46,13 @@ def registry(
         person = person_of(session, event.patient_id)
         if person is None:
             return
+        if event.resource_type != "Patient":
+            # One dispatch batch shares one ``now``, and everything its events describe was
+            # committed before it began: a person already re-scored in this batch is
+            # current, unless identity (a Patient event) has joined a record to them since.
+            scored = session.get(CaseFindingRow, person)
+            if scored is not None and scored.computed_at == now:
+                return
         population = case_finding.population(session, agreement_in(session), settings)
         case_finding.reassess_person(
             session, person, population=population, as_of=now.date(), now=now
