@@ -20,8 +20,9 @@ def extension(
 ) -> Callable[[FastAPI], None]:
     def install(app: FastAPI) -> None:
         app.state.coordination_settings = settings
+        consumers = handlers.registry(settings, agreement_path=agreement_path)
         app.state.dispatcher = app.state.dispatcher.with_handlers(
-            handlers.registry(settings, agreement_path=agreement_path)
+            consumers.handlers, consumers.deferred
         )
         app.include_router(team_router)
         app.include_router(case_finding_router)

@@ -4,8 +4,9 @@ All run in the dispatcher's transaction, so what they write commits with the eve
 "processed" mark, and a failure retries both (each is idempotent). Identity's handler runs
 first for a Patient, so a record that has just arrived is already filed under its Person.
 
-- Case-finding re-scores the person a changed Patient, Condition, Encounter, EpisodeOfCare
-  or ServiceRequest belongs to.
+- Case-finding queues the person a changed Patient, Condition, Encounter, EpisodeOfCare or
+  ServiceRequest belongs to; the dispatcher's deferred work re-scores the queue in bulk after
+  each batch, so re-scoring never holds up the alerts behind it.
 - Alerts: hospital Encounters (admissions, discharges, cancellations, A&E attendances), new
   social care services and care plan changes (``coordination.alert.service``).
 - Tasks: a Task changed through the FHIR API (accepted, completed...) updates the worklist.
@@ -15,6 +16,7 @@ first for a Patient, so a record that has just arrived is already filed under it
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -23,15 +25,18 @@ from consent.agreements import Agreement
 from coordination.alert import service as alerts
 from coordination.case_finding import service as case_finding
 from coordination.case_finding.facts import TYPES
-from coordination.case_finding.models import CaseFindingRow
 from coordination.settings import CoordinationSettings
 from coordination.task import service as tasks
-from fhir_gateway.api import AgreementStore, Event, Handler, get_current, person_of
+from fhir_gateway.api import AgreementStore, Deferred, Event, Handler, get_current, person_of
 
 
-def registry(
-    settings: CoordinationSettings, *, agreement_path: str | None = None
-) -> dict[str, list[Handler]]:
+@dataclass(frozen=True, slots=True)
+class Consumers:
+    handlers: dict[str, list[Handler]]
+    deferred: tuple[Deferred, ...]
+
+
+def registry(settings: CoordinationSettings, *, agreement_path: str | None = None) -> Consumers:
     agreements = AgreementStore(default_path=agreement_path)
 
     def agreement_in(session: Session) -> Agreement:
@@ -41,22 +46,17 @@ def registry(
         return agreements.current(same_session)
 
     def rescore(session: Session, event: Event, now: datetime) -> None:
+        """Queue the person the changed record belongs to (re-scored in bulk, after the
+        batch, by ``rescore_queued``)."""
         if event.patient_id is None:
             return
         person = person_of(session, event.patient_id)
-        if person is None:
-            return
-        if event.resource_type != "Patient":
-            # One dispatch batch shares one ``now``, and everything its events describe was
-            # committed before it began: a person already re-scored in this batch is
-            # current, unless identity (a Patient event) has joined a record to them since.
-            scored = session.get(CaseFindingRow, person)
-            if scored is not None and scored.computed_at == now:
-                return
+        if person is not None:
+            case_finding.queue(session, person, now=now)
+
+    def rescore_queued(session: Session, now: datetime) -> int:
         population = case_finding.population(session, agreement_in(session), settings)
-        case_finding.reassess_person(
-            session, person, population=population, as_of=now.date(), now=now
-        )
+        return case_finding.rescore_queued(session, population=population, now=now)
 
     def stored(act: Callable[..., None], **extra: Callable[[Session], object]) -> Handler:
         def handle(session: Session, event: Event, now: datetime) -> None:
@@ -74,10 +74,7 @@ def registry(
     def person_changed(session: Session, event: Event, now: datetime) -> None:
         alerts.on_person(session, event.resource_id, now)
         if settings.casefind_on_events:
-            population = case_finding.population(session, agreement_in(session), settings)
-            case_finding.reassess_person(
-                session, event.resource_id, population=population, as_of=now.date(), now=now
-            )
+            case_finding.queue(session, event.resource_id, now=now)
 
     handlers: dict[str, list[Handler]] = {
         "Person": [person_changed],
@@ -90,4 +87,5 @@ def registry(
     if settings.casefind_on_events:
         for resource_type in TYPES:
             handlers.setdefault(resource_type, []).append(rescore)
-    return handlers
+    deferred: tuple[Deferred, ...] = (rescore_queued,) if settings.casefind_on_events else ()
+    return Consumers(handlers, deferred)

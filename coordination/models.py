@@ -1,6 +1,6 @@
 """All of coordination's tables (imported by the migrations' env so Alembic sees them)."""
 
-from coordination.case_finding.models import CaseFindingRow
+from coordination.case_finding.models import CaseFindingRow, RescoreRow
 from coordination.caseload.models import CaseRow, PersonStateRow, TaskRow
 from coordination.team.models import MemberRow, TeamPracticeRow, TeamRow
 
@@ -9,6 +9,7 @@ __all__ = [
     "CaseRow",
     "MemberRow",
     "PersonStateRow",
+    "RescoreRow",
     "TaskRow",
     "TeamPracticeRow",
     "TeamRow",

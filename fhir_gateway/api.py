@@ -24,7 +24,7 @@ from fhir_gateway.access.service import AgreementStore
 from fhir_gateway.audit.repository import add_events
 from fhir_gateway.auth.dependencies import access, authenticate, require_scope
 from fhir_gateway.db import Base, UnitOfWork
-from fhir_gateway.events import Dispatcher, Event, Handler, combine
+from fhir_gateway.events import Deferred, Dispatcher, Event, Handler, combine
 from fhir_gateway.feeds import ODS_SYSTEM, organization, source_uri
 from fhir_gateway.identity.service import joined_patients, patients_of, person_of
 from fhir_gateway.outcomes import (
@@ -58,6 +58,7 @@ __all__ = [
     "Base",
     "BigId",
     "Conflict",
+    "Deferred",
     "Dispatcher",
     "Event",
     "Forbidden",

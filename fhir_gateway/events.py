@@ -40,19 +40,32 @@ class Event:
 
 
 Handler = Callable[[Session, Event, datetime], None]
+Deferred = Callable[[Session, datetime], int]
+"""Work an extension defers out of the event handlers (for example re-scoring people an
+event marked): run after each batch in its own transaction, returning how much it did, so
+slow work never holds up the events behind it."""
 
 
 class Dispatcher:
-    def __init__(self, handlers: Mapping[str, Sequence[Handler]]):
+    def __init__(
+        self, handlers: Mapping[str, Sequence[Handler]], deferred: Sequence[Deferred] = ()
+    ):
         self._handlers = {k: tuple(v) for k, v in handlers.items()}
+        self._deferred = tuple(deferred)
 
     @property
     def resource_types(self) -> frozenset[str]:
         return frozenset(self._handlers)
 
-    def with_handlers(self, registry: Mapping[str, Sequence[Handler]]) -> "Dispatcher":
+    def with_handlers(
+        self, registry: Mapping[str, Sequence[Handler]], deferred: Sequence[Deferred] = ()
+    ) -> "Dispatcher":
         """This dispatcher's handlers and ``registry``'s (an extension's consumers)."""
-        return Dispatcher(combine(self._handlers, registry))
+        return Dispatcher(combine(self._handlers, registry), (*self._deferred, *deferred))
+
+    def run_deferred(self, session: Session, *, now: datetime) -> int:
+        """Run the deferred work once (each bounded by its own limit); returns how much."""
+        return sum(work(session, now) for work in self._deferred)
 
     def dispatch_once(self, session: Session, *, now: datetime, batch: int = 200) -> int:
         """Claim and handle up to ``batch`` events; returns how many were claimed."""
@@ -92,7 +105,8 @@ class Dispatcher:
         progress: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
     ) -> int:
-        """Dispatch until nothing is pending (each batch in its own transaction)."""
+        """Dispatch until nothing is pending (each batch in its own transaction), running the
+        deferred work after each batch in a transaction of its own."""
         total = 0
         while stop is None or not stop.is_set():
             with factory.begin() as session:
@@ -100,7 +114,11 @@ class Dispatcher:
             total += count
             if progress is not None and count:
                 progress(count)
-            if count == 0:
+            deferred = 0
+            if self._deferred:
+                with factory.begin() as session:
+                    deferred = self.run_deferred(session, now=datetime.now(UTC))
+            if count == 0 and deferred == 0:
                 return total
         return total
 
@@ -148,4 +166,4 @@ def combine(*registries: Mapping[str, Sequence[Handler]]) -> dict[str, list[Hand
     return merged
 
 
-__all__ = ["Dispatcher", "Event", "Handler", "combine", "pending", "run_forever"]
+__all__ = ["Deferred", "Dispatcher", "Event", "Handler", "combine", "pending", "run_forever"]

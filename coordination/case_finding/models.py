@@ -38,3 +38,13 @@ class CaseFindingRow(Base):
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_coord_case_finding_team", "team_id", "found", "need"),)
+
+
+class RescoreRow(Base):
+    """A person whose record changed and who waits to be re-scored (the outbox consumer
+    queues them; the dispatcher's deferred work re-scores them in bulk)."""
+
+    __tablename__ = "coord_rescore"
+
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -1,8 +1,9 @@
 """Case-finding over the registered population: gather each person's facts from the
 joined-up record, score them (``rules``), match the cohorts (``cohorts``), keep the result.
 
-The same path serves one person (their record just changed: the outbox handler) and the
-whole population (``carejoin casefind``), in chunks of persons.
+The same path serves the people whose records just changed (queued by the outbox consumer,
+re-scored in bulk by the dispatcher's deferred work) and the whole population (``carejoin
+casefind``), in chunks of persons.
 """
 
 from collections.abc import Callable, Sequence
@@ -11,13 +12,14 @@ from datetime import date, datetime
 
 import orjson
 from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.agreements import Agreement
 from coordination.case_finding import cohorts as cohort_rules
 from coordination.case_finding import explain
 from coordination.case_finding.facts import TYPES, Kinds, person_from_rows
-from coordination.case_finding.models import CaseFindingRow
+from coordination.case_finding.models import CaseFindingRow, RescoreRow
 from coordination.case_finding.rules import ScoringSettings, assess
 from coordination.settings import CoordinationSettings
 from coordination.team import repository as teams
@@ -117,26 +119,6 @@ def assess_registered(
     return len(values)
 
 
-def reassess_person(
-    session: Session,
-    person_id: str,
-    *,
-    population: Population,
-    as_of: date,
-    now: datetime,
-) -> bool:
-    """Re-score one person (their record changed); a person no longer registered at a GP
-    practice of the partnership leaves the results. Returns whether they are scored."""
-    found = registrations(
-        session, gp_practices=population.gp_practices, now=now, person_ids=[person_id]
-    )
-    if not found:
-        session.execute(delete(CaseFindingRow).where(CaseFindingRow.person_id == person_id))
-        return False
-    assess_registered(session, found, population=population, as_of=as_of, now=now)
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class RunReport:
     persons: int
@@ -179,3 +161,36 @@ def run(
             ).all()
         )
     return RunReport(persons=len(everyone), found=found, removed=removed)
+
+
+def queue(session: Session, person_id: str, *, now: datetime) -> None:
+    """Mark a person for re-scoring (idempotent; safe when several dispatchers race)."""
+    values = {"person_id": person_id, "queued_at": now}
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(postgresql.insert(RescoreRow).values(values).on_conflict_do_nothing())
+    else:
+        session.execute(sqlite.insert(RescoreRow).values(values).on_conflict_do_nothing())
+
+
+def rescore_queued(
+    session: Session,
+    *,
+    population: Population,
+    now: datetime,
+    limit: int = 200,
+) -> int:
+    """Re-score up to ``limit`` queued persons in bulk (oldest first); returns how many."""
+    stmt = select(RescoreRow.person_id).order_by(RescoreRow.queued_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    people = list(session.scalars(stmt))
+    if not people:
+        return 0
+    session.execute(delete(RescoreRow).where(RescoreRow.person_id.in_(people)))
+    found = registrations(session, gp_practices=population.gp_practices, now=now, person_ids=people)
+    registered = {r.person_id for r in found}
+    gone = [p for p in people if p not in registered]
+    if gone:
+        session.execute(delete(CaseFindingRow).where(CaseFindingRow.person_id.in_(gone)))
+    assess_registered(session, found, population=population, as_of=now.date(), now=now)
+    return len(people)

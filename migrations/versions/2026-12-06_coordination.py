@@ -135,6 +135,13 @@ def upgrade() -> None:
     op.create_index("ix_coord_task_owner", "coord_task", ["owner", "status", "due"], unique=False)
     op.create_index("ix_coord_task_trigger", "coord_task", ["trigger"], unique=False)
     op.create_table(
+        "coord_rescore",
+        sa.Column("person_id", sa.String(length=64), nullable=False),
+        sa.Column("queued_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("person_id", name=op.f("pk_coord_rescore")),
+    )
+    op.create_index(op.f("ix_coord_rescore_queued_at"), "coord_rescore", ["queued_at"], unique=False)
+    op.create_table(
         "coord_person_state",
         sa.Column("person_id", sa.String(length=64), nullable=False),
         sa.Column("admitted_at", UTC_DATETIME, nullable=True),
@@ -149,6 +156,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("coord_person_state")
+    op.drop_index(op.f("ix_coord_rescore_queued_at"), table_name="coord_rescore")
+    op.drop_table("coord_rescore")
     op.drop_index("ix_coord_task_trigger", table_name="coord_task")
     op.drop_index("ix_coord_task_owner", table_name="coord_task")
     op.drop_index(op.f("ix_coord_task_person_id"), table_name="coord_task")

@@ -86,11 +86,17 @@ def staff(
 
 
 def dispatch(app: FastAPI, connection: Connection) -> int:
-    """Drain the outbox in the test's transaction (identity, then coordination)."""
+    """Drain the outbox in the test's transaction (identity, then coordination), with the
+    deferred work (re-scoring) after each batch, as the service's dispatcher does."""
     total = 0
+    dispatcher = app.state.dispatcher
     with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
-        while count := app.state.dispatcher.dispatch_once(session, now=datetime.now(UTC)):
+        while True:
+            count = dispatcher.dispatch_once(session, now=datetime.now(UTC))
+            deferred = dispatcher.run_deferred(session, now=datetime.now(UTC))
             total += count
+            if count == 0 and deferred == 0:
+                break
         session.commit()
     return total
 

@@ -257,3 +257,23 @@ def test_sensitive_facts_count_in_the_score_but_are_never_shown(
     assert "B20" not in response.text
     assert "aids" not in response.text.lower()
     assert "hiv" not in response.text.lower()
+
+
+def test_rescoring_is_queued_by_the_event_and_done_after_the_batch(
+    frail: dict[str, str], coord_client: TestClient, coord_app: FastAPI, connection: Connection
+) -> None:
+    from coordination.case_finding.models import RescoreRow
+
+    world.diagnosis(coord_client, frail["hospital"], "L89.1", world.days_ago(5))
+    world.diagnosis(coord_client, frail["hospital"], "F05.9", world.days_ago(4))
+    dispatcher = coord_app.state.dispatcher
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+        assert dispatcher.dispatch_once(session, now=datetime.now(UTC)) == 2
+        queued = session.scalars(select(RescoreRow.person_id)).all()
+        assert len(queued) == 1  # two events, one person, queued once
+        assert session.get(CaseFindingRow, queued[0]).hfrs == pytest.approx(12.9)  # not yet
+        assert dispatcher.run_deferred(session, now=datetime.now(UTC)) == 1
+        assert session.get(CaseFindingRow, queued[0]).hfrs == pytest.approx(17.8)
+        assert session.scalars(select(RescoreRow)).all() == []
+        assert dispatcher.run_deferred(session, now=datetime.now(UTC)) == 0
+        session.commit()
