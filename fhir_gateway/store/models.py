@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
@@ -134,7 +135,17 @@ class OutboxRow(Base):
     patient_id: Mapped[str | None] = mapped_column(String(64))
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
-    __table_args__ = (Index("ix_outbox_pending", "processed_at", "pk"),)
+    # Only the events still to dispatch are indexed: the dispatcher's "oldest pending first"
+    # stays an index read however long the processed history grows (with a full index the
+    # planner walked the primary key through millions of processed rows).
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending",
+            "pk",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
+    )
 
 
 def _index_table(name: str, *columns: Column[Any], indexes: tuple[Index, ...] = ()) -> Table:
