@@ -57,19 +57,19 @@ def notify(
     security: list[Any],
     now: datetime,
 ) -> bool:
-    """A Communication to the person's coordinator (or their team while they wait), once
-    per trigger. Returns whether it is new."""
+    """A Communication to the person's coordinator and their team (the team alone while the
+    person waits for a coordinator), once per trigger. Returns whether it is new."""
     communication_id = _communication_id(trigger)
     if get_current(session, "Communication", communication_id) is not None:
         return False
     team = teams.get_team(session, case_row.team_id)
     if team is None:
         return False
-    recipient = (
-        {"reference": f"Practitioner/{case_row.coordinator}"}
-        if case_row.coordinator
-        else {"reference": f"Organization/{case_row.team_id}"}
-    )
+    # The coordinator and their team hear at once; while the person waits for a
+    # coordinator, the team.
+    recipients = [{"reference": f"Organization/{case_row.team_id}"}]
+    if case_row.coordinator:
+        recipients.insert(0, {"reference": f"Practitioner/{case_row.coordinator}"})
     meta: dict[str, Any] = {"source": source_uri(team.host)}
     if security:
         meta["security"] = security
@@ -97,7 +97,7 @@ def notify(
             "subject": {"reference": f"Patient/{case_row.patient_id}"},
             "about": [{"reference": about}],
             "sent": format_instant(now),
-            "recipient": [recipient],
+            "recipient": recipients,
             "sender": {"reference": f"Organization/{case_row.team_id}"},
             "payload": [{"contentString": text}],
         },

@@ -278,7 +278,10 @@ def test_admission_and_discharge_alert_the_coordinator_once_and_cancellations_wi
     assert (task.code, task.owner, task.status) == ("admission", "coord-2", "requested")
     alerts = coord_client.get("/fhir/Communication?category=alert").json()
     assert alerts["total"] == 1
-    assert alerts["entry"][0]["resource"]["recipient"] == [{"reference": "Practitioner/coord-2"}]
+    assert alerts["entry"][0]["resource"]["recipient"] == [
+        {"reference": "Practitioner/coord-2"},
+        {"reference": "Organization/int-a"},
+    ]
     work = coord_client.get("/coordination/worklist", headers=coordinator(issuer)).json()
     assert "admitted" in work["entries"][0]["flags"]
     assert work["counts"]["admitted"] == 1
