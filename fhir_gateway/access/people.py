@@ -3,7 +3,7 @@ what consent needs to know about that person (for ``consent.visibility.specialis
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from consent.relationships import Relationship
@@ -14,6 +14,7 @@ from fhir_gateway.access.models import (
     ConsentDirectiveRow,
 )
 from fhir_gateway.identity.models import IdentityRecord
+from fhir_gateway.store.visibility import in_set
 
 
 def person_references(
@@ -36,8 +37,38 @@ def person_references(
 
 def person_facts(db: Session | Connection, patient_ids: Iterable[str]) -> PersonFacts:
     """The relationships, break-glass grants and whether any directive exists, for one
-    person's source patients (for ``consent.visibility.specialise``)."""
+    person's source patients (for ``consent.visibility.specialise``), in one round trip."""
     ids = sorted(set(patient_ids))
+    rel = CareRelationshipRow.__table__.c
+    grant = BreakGlassGrantRow.__table__.c
+    directive = ConsentDirectiveRow.__table__.c
+    none = null()
+    any_directive = (
+        select(directive.patient_id).where(in_set(directive.patient_id, ids)).limit(1).subquery()
+    )
+    rows = db.execute(
+        union_all(
+            select(
+                literal("r").label("what"),
+                rel.patient_id,
+                rel.kind,
+                rel.organisation,
+                rel.practitioner,
+                rel.ends_at.label("ends_at"),
+                rel.source_organisation,
+            ).where(in_set(rel.patient_id, ids)),
+            select(
+                literal("g"),
+                grant.patient_id,
+                none,
+                none,
+                grant.practitioner,
+                grant.expires_at,
+                none,
+            ).where(in_set(grant.patient_id, ids)),
+            select(literal("d"), any_directive.c.patient_id, none, none, none, none, none),
+        )
+    ).all()
     relationships = tuple(
         Relationship(
             patient_id=row.patient_id,
@@ -47,31 +78,13 @@ def person_facts(db: Session | Connection, patient_ids: Iterable[str]) -> Person
             ends_at=row.ends_at,
             source_organisation=row.source_organisation,
         )
-        for row in db.execute(
-            select(
-                CareRelationshipRow.patient_id,
-                CareRelationshipRow.kind,
-                CareRelationshipRow.organisation,
-                CareRelationshipRow.practitioner,
-                CareRelationshipRow.ends_at,
-                CareRelationshipRow.source_organisation,
-            ).where(CareRelationshipRow.patient_id.in_(ids))
-        )
+        for row in rows
+        if row.what == "r"
     )
     grants = tuple(
-        Grant(practitioner=row.practitioner, patient_id=row.patient_id, expires_at=row.expires_at)
-        for row in db.execute(
-            select(
-                BreakGlassGrantRow.practitioner,
-                BreakGlassGrantRow.patient_id,
-                BreakGlassGrantRow.expires_at,
-            ).where(BreakGlassGrantRow.patient_id.in_(ids))
-        )
+        Grant(practitioner=row.practitioner, patient_id=row.patient_id, expires_at=row.ends_at)
+        for row in rows
+        if row.what == "g"
     )
-    has_directives = (
-        db.execute(
-            select(ConsentDirectiveRow.pk).where(ConsentDirectiveRow.patient_id.in_(ids)).limit(1)
-        ).first()
-        is not None
-    )
+    has_directives = any(row.what == "d" for row in rows)
     return PersonFacts(relationships=relationships, grants=grants, has_directives=has_directives)

@@ -23,7 +23,7 @@ from consent.audit import (
 )
 
 __all__ = ["Action", "agreement_async", "agreement_now", "audit_record", "per_person"]
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, and_, not_, or_
 from sqlalchemy.orm import Session
 
 from consent.visibility import PersonFacts, Predicate, specialise
@@ -33,7 +33,11 @@ from fhir_gateway.access.service import AgreementStore, predicate_for
 from fhir_gateway.auth.dependencies import access
 from fhir_gateway.outcomes import Forbidden
 from fhir_gateway.store.models import ResourceRow
-from fhir_gateway.store.visibility import compile_visibility, compile_visibility_live
+from fhir_gateway.store.visibility import (
+    compile_visibility_live,
+    compile_visibility_shared,
+    in_set,
+)
 
 
 async def bind_writer(request: Request) -> None:
@@ -111,20 +115,27 @@ def visible_for_person(
     request: Request, session: Session, patient_ids: Iterable[str], *, now: datetime
 ) -> PersonVisibility:
     ids = sorted(set(patient_ids))
-    predicate = visible_sync(request)
-    facts = person_facts(session, ids)
+    return person_visibility(visible_sync(request), person_facts(session, ids), ids, now=now)
+
+
+def person_visibility(
+    predicate: Predicate, facts: PersonFacts, patient_ids: Iterable[str], *, now: datetime
+) -> PersonVisibility:
+    """``predicate`` for a request about the person whose source patients are
+    ``patient_ids`` and whose facts are ``facts`` (see ``PersonVisibility``). The SQL of a
+    specialised tree is remembered by its value (most people's is the same) and the full
+    predicate's by the caller's predicate object, so only the patients are new; the time in
+    them is read when the statement runs (``consent_now_live``)."""
     row = ResourceRow
-    within = and_(
-        row.patient_id.in_(ids),
-        compile_visibility(specialise(predicate, facts, now=now), now=now),
-    )
+    theirs = in_set(row.patient_id, patient_ids)
+    within = and_(theirs, compile_visibility_shared(specialise(predicate, facts, now=now)))
     guarded = or_(
         within,
         and_(
             row.patient_id.is_(None),
-            compile_visibility(specialise(predicate, NOBODY, now=now), now=now),
+            compile_visibility_shared(specialise(predicate, NOBODY, now=now)),
         ),
-        and_(row.patient_id.not_in(ids), compile_visibility_live(predicate)),
+        and_(not_(theirs), compile_visibility_live(predicate)),
     )
     return PersonVisibility(within=within, guarded=guarded)
 

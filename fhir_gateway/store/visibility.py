@@ -13,23 +13,36 @@ relationship or directive recorded against the GP's Patient governs the hospital
 council's records of the same person, and unlinking a wrong match separates them again.
 """
 
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
+    Integer,
+    String,
     and_,
+    any_,
     bindparam,
+    cast,
     exists,
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from consent.visibility import (
     AllOf,
@@ -55,9 +68,69 @@ from fhir_gateway.access.models import (
 from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.store.models import ResourceRow, UtcDateTime
 
+# The policy's own constants, written into the SQL rather than sent as parameters (they never
+# change, and every parameter is one more for the drivers to bind on every execution).
+_ONE = literal_column("1", Integer())
+_NONE = literal_column("-1", Integer())
+_BLANK = literal_column("' '", String())
+_SLASH = literal_column("'/'", String())
+_REGISTERED = literal_column("'registered'", String())
+_DENY = literal_column("'deny'", String())
+_PERMIT = literal_column("'permit'", String())
+
 
 class UncompilablePredicate(TypeError):
     """A predicate node this compiler does not know: refuse rather than guess."""
+
+
+class InSet(ColumnElement[bool]):
+    """``column IN (values)``, as one parameter on PostgreSQL (``column = ANY(array)``).
+
+    Consent's predicates test labels against sets (organisations, types); written as IN
+    lists they made every statement carry a hundred parameters, which SQLAlchemy expands
+    and psycopg re-parses on every execution (psycopg caches only short statements with
+    few parameters). On PostgreSQL the set is one text parameter, an array literal written
+    once (psycopg sends a string without work, where a list is dumped element by element
+    in Python on every execution), cast to an array in the statement. Elsewhere (SQLite) it
+    is the ordinary expanding IN. Same answers: NULL for a NULL column, false for no
+    values."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("listed", InternalTraversal.dp_clauseelement),
+        ("array", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: Any, values: Iterable[str]) -> None:
+        ordered = sorted(set(values))
+        self.column = column
+        self.listed = bindparam(None, ordered, expanding=True, type_=String())
+        self.array = bindparam(None, array_literal(ordered), type_=String())
+
+
+def array_literal(values: Iterable[str]) -> str:
+    """PostgreSQL's text form of a one-dimensional text array (``{"a","b"}``): every
+    element quoted, its backslashes and double quotes escaped, so any string survives."""
+    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+@compiles(InSet)
+def _in_set_default(element: InSet, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(element.listed), **kw)
+
+
+@compiles(InSet, "postgresql")
+def _in_set_postgresql(element: InSet, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column == any_(cast(element.array, ARRAY(String()))), **kw)
+
+
+def in_set(column: Any, values: Iterable[str]) -> ColumnElement[bool]:
+    """``column`` is one of ``values`` (see ``InSet``)."""
+    return InSet(column, values)
 
 
 def in_person(column: Any, patient_column: Any, row: Any = None) -> ColumnElement[bool]:
@@ -86,12 +159,12 @@ def exists_for_person(
     filed under the same Person. Two EXISTS, each an index lookup (an OR inside one would
     defeat the indexes)."""
     direct = exists(
-        select(literal(1)).select_from(table).where(patient_column == row.patient_id, *conditions)
+        select(_ONE).select_from(table).where(patient_column == row.patient_id, *conditions)
     )
     mine = aliased(IdentityRecord)
     linked = aliased(IdentityRecord)
     via_person = exists(
-        select(literal(1))
+        select(_ONE)
         .select_from(mine)
         .join(linked, linked.person_id == mine.person_id)
         .join(table, patient_column == linked.patient_id)
@@ -133,6 +206,31 @@ def compile_visibility_live(predicate: Predicate, *, row: Any = ResourceRow) -> 
     return expression
 
 
+_BY_VALUE: OrderedDict[Predicate, ColumnElement[bool]] = OrderedDict()
+_BY_VALUE_LOCK = threading.Lock()
+BY_VALUE_CACHE_SIZE = 1024
+
+
+def compile_visibility_shared(predicate: Predicate) -> ColumnElement[bool]:
+    """As ``compile_visibility_live`` over the ``resource`` table, remembered by the tree's
+    value rather than its identity: for the predicates specialised for one person
+    (``consent.visibility.specialise``), which are new objects on every request but take
+    only a few distinct values (most people's specialised tree is the same), so their SQL
+    expression is built once and SQLAlchemy finds its statements already compiled."""
+    with _BY_VALUE_LOCK:
+        found = _BY_VALUE.get(predicate)
+        if found is not None:
+            _BY_VALUE.move_to_end(predicate)
+            return found
+    now = bindparam("consent_now_live", callable_=_utcnow, type_=UtcDateTime())
+    expression = _compile(predicate, now, ResourceRow)
+    with _BY_VALUE_LOCK:
+        _BY_VALUE[predicate] = expression
+        while len(_BY_VALUE) > BY_VALUE_CACHE_SIZE:
+            _BY_VALUE.popitem(last=False)
+    return expression
+
+
 def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
     if isinstance(node, Const):
         return true() if node.value else false()
@@ -141,9 +239,9 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
     if isinstance(node, AllOf):
         return and_(*(_compile(item, now, row) for item in node.items))
     if isinstance(node, SourceIn):
-        return row.source_org.in_(sorted(node.organisations))
+        return in_set(row.source_org, node.organisations)
     if isinstance(node, TypeIn):
-        return row.resource_type.in_(sorted(node.types))
+        return in_set(row.resource_type, node.types)
     if isinstance(node, NoPatient):
         return row.patient_id.is_(None)
     if isinstance(node, SensitivityNone):
@@ -160,8 +258,8 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
         # Stored as " a b ": take out every allowed category; only a blank may remain.
         remaining: Any = row.sensitivity
         for category in sorted(node.categories):
-            remaining = func.replace(remaining, f" {category} ", " ")
-        return or_(row.sensitivity.is_(None), remaining == " ")
+            remaining = func.replace(remaining, f" {category} ", _BLANK)
+        return or_(row.sensitivity.is_(None), remaining == _BLANK)
     if isinstance(node, NotLabelled):
         return or_(
             row.security.is_(None),
@@ -210,7 +308,7 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
         or_(rel.ends_at.is_(None), rel.ends_at > now),
         or_(*with_whom),
         # A registration counts only when a GP practice recorded it.
-        or_(rel.kind != "registered", rel.source_organisation.in_(sorted(node.registering))),
+        or_(rel.kind != _REGISTERED, in_set(rel.source_organisation, node.registering)),
     )
 
 
@@ -232,27 +330,27 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             if node.role is not None
             else d.recipient_role.is_(None),
             or_(d.source_organisation.is_(None), d.source_organisation == row.source_org),
-            or_(d.item.is_(None), d.item == row.resource_type + "/" + row.resource_id),
+            or_(d.item.is_(None), d.item == row.resource_type + _SLASH + row.resource_id),
             extra,
         )
 
-    not_sealed = not_(exists(applicable(and_(d.decision == "deny", d.item.is_not(None)))))
+    not_sealed = not_(exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)))))
     best_permit = func.coalesce(
-        applicable(d.decision == "permit").with_only_columns(func.max(d.level)).scalar_subquery(),
-        -1,
+        applicable(d.decision == _PERMIT).with_only_columns(func.max(d.level)).scalar_subquery(),
+        _NONE,
     )
     if node.lift_objections:
         if node.require_permit:
-            return and_(has_any, not_sealed, best_permit > -1)
+            return and_(has_any, not_sealed, best_permit > _NONE)
         return or_(not_(has_any), not_sealed)
     best_deny = func.coalesce(
-        applicable(d.decision == "deny").with_only_columns(func.max(d.level)).scalar_subquery(),
-        -1,
+        applicable(d.decision == _DENY).with_only_columns(func.max(d.level)).scalar_subquery(),
+        _NONE,
     )
     # The most specific directive wins; at equal specificity deny wins.
     if node.require_permit:
         return and_(has_any, not_sealed, best_permit > best_deny)
-    return or_(not_(has_any), and_(not_sealed, or_(best_deny == -1, best_deny < best_permit)))
+    return or_(not_(has_any), and_(not_sealed, or_(best_deny == _NONE, best_deny < best_permit)))
 
 
 def something_withheld(
@@ -269,7 +367,7 @@ def something_withheld(
         return False
     sealed = aliased(ConsentDirectiveRow)
     conditions = [
-        ResourceRow.patient_id.in_(patient_ids),
+        in_set(ResourceRow.patient_id, patient_ids),
         ResourceRow.deleted.is_(False),
         # Only what a source recorded counts: not carejoin's own identity records, and not
         # the person's choices (a Consent sealing an item names it).

@@ -6,8 +6,10 @@ reads, plus the callers to ask about it. ``worlds()`` generates them (hypothesis
 ``compare(session, world)`` writes one into the test's transaction (a savepoint, rolled
 back), asks the database what each caller may see through ``compile_visibility`` and asks
 ``decide`` the same about every resource, and returns both answers; with ``per_person`` it
-also asks for each person's record through the predicate ``specialise``d for that person
-(what the read path does for a person's record and ``$everything``).
+also asks for each person's record through the predicate ``specialise``d for that person,
+and through the two forms a request about one person runs (``person_visibility``: ``within``
+over the person's rows, ``guarded`` over every row), and asks through the full predicate as
+the request paths compile it once per caller (``compile_visibility_live``).
 
 Identifiers start with ``hv-`` so that nothing another test committed can be mistaken for
 part of a world.
@@ -40,9 +42,10 @@ from fhir_gateway.access.models import (
     ConsentDirectiveRow,
 )
 from fhir_gateway.access.people import person_facts
+from fhir_gateway.access.request import person_visibility
 from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.store.models import ResourceRow
-from fhir_gateway.store.visibility import compile_visibility
+from fhir_gateway.store.visibility import compile_visibility, compile_visibility_live
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 # Every sensitive category in force (the labels' value sets); resources carry some of them.
@@ -588,6 +591,12 @@ class Answer:
     # For one person's record (the read path's visible_for_person): the person's patients,
     # and the keys the specialised predicate's SQL returned among that person's resources.
     per_person: tuple[tuple[frozenset[str], frozenset[str]], ...] = ()
+    # The full predicate as the request paths compile it (once per caller, time bound when
+    # the statement runs); None when not asked.
+    live: frozenset[str] | None = None
+    # For each person, what ``person_visibility`` returned: ``within`` among the person's
+    # resources, ``guarded`` among every resource of the world.
+    request_forms: tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...] = ()
 
     def report(self) -> str:
         leaked = sorted(self.compiled - self.reference)
@@ -596,15 +605,23 @@ class Answer:
 
     def person_reports(self, world: World) -> list[str]:
         found = []
-        for patients, compiled in self.per_person:
-            mine = {r.key for r in world.stored() if r.patient in patients}
-            reference = self.reference & mine
-            if compiled != reference:
-                leaked, hidden = sorted(compiled - reference), sorted(reference - compiled)
+
+        def check(what: str, got: frozenset[str], expected: frozenset[str]) -> None:
+            if got != expected:
+                leaked, hidden = sorted(got - expected), sorted(expected - got)
                 found.append(
-                    f"{describe(self.caller)}, specialised for {sorted(patients)}: "
-                    f"leaked {leaked}, over-hidden {hidden}"
+                    f"{describe(self.caller)}, {what}: leaked {leaked}, over-hidden {hidden}"
                 )
+
+        for patients, compiled in self.per_person:
+            mine = frozenset(r.key for r in world.stored() if r.patient in patients)
+            check(f"specialised for {sorted(patients)}", compiled, self.reference & mine)
+        if self.live is not None:
+            check("full predicate compiled once (live time)", self.live, self.reference)
+        for patients, within, guarded in self.request_forms:
+            mine = frozenset(r.key for r in world.stored() if r.patient in patients)
+            check(f"within for {sorted(patients)}", within, self.reference & mine)
+            check(f"guarded for {sorted(patients)}", guarded, self.reference)
         return found
 
 
@@ -663,12 +680,43 @@ def compare(session: Session, world: World, *, per_person: bool = False) -> list
                 )
                 for patients, person in facts.items()
             )
+            # The forms the request paths run, with the time they read at execution set to
+            # the world's.
+            at_now = {"consent_now_live": NOW}
+            live = (
+                frozenset(
+                    key_of[pk]
+                    for pk in session.scalars(
+                        select(ResourceRow.pk).where(
+                            compile_visibility_live(predicate), ResourceRow.pk.in_(key_of)
+                        ),
+                        at_now,
+                    )
+                )
+                if per_person
+                else None
+            )
+            request_forms = []
+            for patients, person in facts.items():
+                forms = person_visibility(predicate, person, patients, now=NOW)
+                within, guarded = (
+                    frozenset(
+                        key_of[pk]
+                        for pk in session.scalars(
+                            select(ResourceRow.pk).where(form, ResourceRow.pk.in_(key_of)), at_now
+                        )
+                    )
+                    for form in (forms.within, forms.guarded)
+                )
+                request_forms.append((patients, within, guarded))
             answers.append(
                 Answer(
                     caller,
                     frozenset(key_of[pk] for pk in compiled),
                     frozenset(reference),
                     specialised,
+                    live,
+                    tuple(request_forms),
                 )
             )
         return answers
