@@ -30,10 +30,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import AsyncRawCursor
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql
 
 from benchmarks.common import (
     BENCH_CLIENT,
@@ -52,9 +51,7 @@ from benchmarks.loadgen import run_in_process
 from consent.audit import Action, Outcome, record_for
 from consent.context import context_from_claims
 from fhir_gateway.access.service import parse_document, predicate_for
-from fhir_gateway.store import reads, repository
-from fhir_gateway.store.models import ResourceRow, UtcDateTime
-from fhir_gateway.store.visibility import compile_visibility
+from fhir_gateway.store import reads
 
 GP_CLAIMS: dict[str, object] = {
     "sub": "gp-Z90001-0",
@@ -113,14 +110,19 @@ def _search_floor(url: str, patients: list[str], seconds: float) -> dict[str, fl
 
 
 async def _sql_reads(
-    conninfo: str, sql: str, params: list[dict[str, Any]], seconds: float
+    conninfo: str, statement: reads.ReadStatement, params: list[dict[str, Any]], seconds: float
 ) -> float:
-    """Statements per second at 8 connections (autocommit, prepared) over ``params``."""
+    """Statements per second at 8 connections (autocommit, raw positional, prepared, as the
+    read path runs them) over ``params``."""
     pool = AsyncConnectionPool(
         conninfo,
         min_size=8,
         max_size=8,
-        kwargs={"autocommit": True, "row_factory": namedtuple_row},
+        kwargs={
+            "autocommit": True,
+            "row_factory": namedtuple_row,
+            "cursor_factory": AsyncRawCursor,
+        },
         open=False,
     )
     await pool.open()
@@ -132,11 +134,9 @@ async def _sql_reads(
         i = k
         async with pool.connection() as conn:
             while time.perf_counter() < deadline:
-                given = params[i % len(params)]
-                if "a_event_id" in given:
-                    # Each audited read records an event of its own.
-                    given = {**given, "a_event_id": f"{time.time_ns():016x}{k:016x}"}
-                cursor = await conn.execute(sql, given)
+                # Each audited read records an event of its own.
+                given = {**params[i % len(params)], "a_event_id": f"{time.time_ns():016x}{k:016x}"}
+                cursor = await conn.execute(statement.sql, statement.bind(given))
                 await cursor.fetchone()
                 done += 1
                 i += 8
@@ -153,18 +153,8 @@ def audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[str, flo
     agreement = parse_document(json.loads(bench_agreement().read_text()))
     context = context_from_claims(GP_CLAIMS)
     predicate = predicate_for(context, agreement)
-    with_audit, constants = reads._compiled("current", predicate)
-    found = select(*repository.CURRENT_COLUMNS).where(
-        ResourceRow.resource_type == reads._slot("resource_type"),
-        ResourceRow.resource_id == reads._slot("resource_id"),
-        compile_visibility(predicate, now=reads._slot("consent_now", UtcDateTime())),
-    )
-    compiled = found.compile(
-        dialect=postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
-        compile_kwargs={"render_postcompile": True},
-    )
-    without_audit = str(compiled)
-    plain_constants = {k: v for k, v in compiled.params.items() if v is not None}
+    with_audit = reads._compiled("current", predicate)
+    without_audit = reads._compiled("current", predicate, audited=False)
     now = datetime.now(UTC)
     audit = record_for(
         context,
@@ -176,16 +166,10 @@ def audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[str, flo
     )
     access = reads.ReadAccess(predicate=predicate, now=now, audit=audit)
     targets = [p.split("/")[2:4] for p in read_paths]
-    audited_params = [
-        reads._params(access, constants, resource_type=t, resource_id=i) for t, i in targets
-    ]
-    plain_params = [
-        {**plain_constants, "resource_type": t, "resource_id": i, "consent_now": now}
-        for t, i in targets
-    ]
+    params = [reads._params(access, resource_type=t, resource_id=i) for t, i in targets]
     conninfo = url.replace("+psycopg", "")
-    plain = asyncio.run(_sql_reads(conninfo, without_audit, plain_params, seconds))
-    audited = asyncio.run(_sql_reads(conninfo, with_audit, audited_params, seconds))
+    plain = asyncio.run(_sql_reads(conninfo, without_audit, params, seconds))
+    audited = asyncio.run(_sql_reads(conninfo, with_audit, params, seconds))
     return {
         "sql_read_rate_without_audit": plain,
         "sql_read_rate_with_audit": audited,

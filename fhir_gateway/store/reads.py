@@ -3,7 +3,9 @@
 A read is one indexed SELECT that returns the stored JSON text, so what it costs is
 round trips and per-request overhead, not the query. On PostgreSQL, ``PostgresReader`` runs
 it on psycopg's asyncio connection pool, on the event loop, in autocommit, as a server-side
-prepared statement, and the statement does three things at once: it finds the resource only
+prepared statement written with positional parameters (``$1``), so psycopg sends it as it
+is instead of parsing a long statement again on every read, and the statement does three
+things at once: it finds the resource only
 if the caller may see it (consent's predicate, compiled by ``store.visibility``), it inserts
 the AuditEvent for the access (a data-modifying CTE), and it returns the row. Autocommit makes
 that one statement one transaction, so the audit record is committed before a byte of the
@@ -21,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from psycopg import AsyncRawCursor
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import (
@@ -180,29 +183,45 @@ def _audited_read(found: Any) -> Any:
     return select(*(c for c in r.c)).add_cte(audit)
 
 
-_COMPILED: dict[tuple[str, int], tuple[Predicate, str, dict[str, Any]]] = {}
+@dataclass(frozen=True, slots=True)
+class ReadStatement:
+    """A read's SQL with positional parameters (``$1``...), and where each comes from: the
+    constants of the caller's predicate (fixed when it was compiled) or a slot each
+    execution fills in (the key, the time, the audit record)."""
+
+    sql: bytes
+    order: tuple[str, ...]
+    constants: dict[str, Any]
+
+    def bind(self, given: dict[str, Any]) -> list[Any]:
+        constants = self.constants
+        return [given[name] if name in given else constants[name] for name in self.order]
 
 
-def _compiled(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]:
-    """The SQL of a read for one shape of caller, and its constant parameters, remembered by
-    the predicate object's identity (``access.service.predicate_for`` returns the same
-    object to the same caller), so a read neither rebuilds nor rehashes the tree."""
-    key = (kind, id(predicate))
+_COMPILED: dict[tuple[str, int, bool], tuple[Predicate, ReadStatement]] = {}
+
+
+def _compiled(kind: str, predicate: Predicate, *, audited: bool = True) -> ReadStatement:
+    """The SQL of a read for one shape of caller, remembered by the predicate object's
+    identity (``access.service.predicate_for`` returns the same object to the same
+    caller), so a read neither rebuilds nor rehashes the tree."""
+    key = (kind, id(predicate), audited)
     found = _COMPILED.get(key)
     if found is not None and found[0] is predicate:
-        return found[1], found[2]
-    sql, constants = _compile_read(kind, predicate)
+        return found[1]
+    statement = _compile_read(kind, predicate, audited=audited)
     if len(_COMPILED) > 2048:
         _COMPILED.clear()
-    _COMPILED[key] = (predicate, sql, constants)
-    return sql, constants
+    _COMPILED[key] = (predicate, statement)
+    return statement
 
 
-def _compile_read(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]:
+def _compile_read(kind: str, predicate: Predicate, *, audited: bool) -> ReadStatement:
     """The read's SQL. The row is first found by its key in a MATERIALIZED CTE, and consent's
     predicate is tested on that one row: PostgreSQL then runs its subqueries once for the
     row, instead of (with a prepared statement's generic plan) hashing every relationship
-    of the caller's organisation on every read."""
+    of the caller's organisation on every read. ``audited``: with the AuditEvent's insert
+    (the read path always; without it only to measure what the insert costs)."""
     now = _slot("consent_now", UtcDateTime())
     found: Any
     current = (
@@ -258,17 +277,18 @@ def _compile_read(kind: str, predicate: Predicate) -> tuple[str, dict[str, Any]]
                 compile_visibility(predicate, now=now, row=old),
             )
         )
-    dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
-    compiled = _audited_read(found).compile(
+    dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+    compiled = (_audited_read(found) if audited else found).compile(
         dialect=dialect, compile_kwargs={"render_postcompile": True}
     )
     constants = {k: v for k, v in compiled.params.items() if v is not None}
-    return str(compiled), constants
+    order = tuple(compiled.positiontup or ())
+    return ReadStatement(str(compiled).encode(), order, constants)
 
 
-def _params(access: ReadAccess, constants: dict[str, Any], **given: Any) -> dict[str, Any]:
-    params = dict(constants)
-    params.update(given)
+def _params(access: ReadAccess, **given: Any) -> dict[str, Any]:
+    """The values of a read's slots."""
+    params = dict(given)
     params["consent_now"] = access.now
     for name, value in row_values(access.audit).items():
         if name in _AUDIT_PARAMS:
@@ -282,14 +302,19 @@ def _stored(row: Any) -> StoredResource:
 
 
 class PostgresReader:
-    """Reads on psycopg's asyncio pool (autocommit, prepared after a few uses)."""
+    """Reads on psycopg's asyncio pool (autocommit, raw positional statements, prepared
+    after a few uses)."""
 
     def __init__(self, conninfo: str, *, max_size: int = 10, connect_timeout: float = 10.0):
         self._pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": namedtuple_row},
+            kwargs={
+                "autocommit": True,
+                "row_factory": namedtuple_row,
+                "cursor_factory": AsyncRawCursor,
+            },
             timeout=connect_timeout,
             open=False,
         )
@@ -300,32 +325,27 @@ class PostgresReader:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _one(self, sql: str, params: dict[str, Any]) -> StoredResource | None:
+    async def _one(self, statement: ReadStatement, given: dict[str, Any]) -> StoredResource | None:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(sql, params)
+            cursor = await conn.execute(statement.sql, statement.bind(given))
             row = await cursor.fetchone()
         return None if row is None else _stored(row)
 
     async def current(
         self, resource_type: str, resource_id: str, access: ReadAccess
     ) -> StoredResource | None:
-        sql, constants = _compiled("current", access.predicate)
         return await self._one(
-            sql, _params(access, constants, resource_type=resource_type, resource_id=resource_id)
+            _compiled("current", access.predicate),
+            _params(access, resource_type=resource_type, resource_id=resource_id),
         )
 
     async def version(
         self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess
     ) -> StoredResource | None:
-        sql, constants = _compiled("version", access.predicate)
         return await self._one(
-            sql,
+            _compiled("version", access.predicate),
             _params(
-                access,
-                constants,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                version_id=version_id,
+                access, resource_type=resource_type, resource_id=resource_id, version_id=version_id
             ),
         )
 
