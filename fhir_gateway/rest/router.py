@@ -472,22 +472,13 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             end=end,
             visible=person_visible.within,
             visible_included=person_visible.guarded,
+            # The Person is in its first patient's compartment (Person.link), so it is
+            # usually a match already; otherwise it comes first among the includes.
+            also_include=(
+                [("Person", person_id)] if person_id and (not types or "Person" in types) else []
+            ),
         )
         included = list(page.included)
-        matched = {(r.resource_type, r.resource_id) for r in page.resources}
-        if (
-            person_id
-            and cursor_text is None
-            and (not types or "Person" in types)
-            and ("Person", person_id) not in matched
-        ):
-            # The Person is in its first patient's compartment (Person.link), so it is usually
-            # a match already; otherwise it comes as an include.
-            person = repository.get_current(
-                session, "Person", person_id, visible=person_visible.guarded
-            )
-            if person is not None and not person.deleted:
-                included.insert(0, person)
         _audit_page(
             request,
             session,
@@ -614,6 +605,7 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
     visible = visible_on(ResourceRow)
     context = access(request)
     patients = _searched_patients(items)
+    joined: list[str] = []
     with _uow(request) as session:
         if len(patients) == 1:
             # A search about one person: consent's person-level parts decided once. By
@@ -646,7 +638,6 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
             and "_cursor" not in dict(items)
             and _may_be_told_of_withholding(request, session, patients[0], visible)
         ):
-            _person, joined = identity.joined_patients(session, patients[0])
             withheld = something_withheld(
                 session,
                 patient_ids=sorted({*joined, *patients}),

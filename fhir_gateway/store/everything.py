@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from fhir_gateway.store import repository
 from fhir_gateway.store.models import ResourceRow, search_date, search_reference
 from fhir_gateway.store.repository import StoredResource
+from fhir_gateway.store.visibility import in_set
 
 # The care date of each type: the search parameter whose date says when the care happened.
 CARE_DATE_PARAMS: dict[str, str] = {
@@ -88,14 +89,17 @@ def everything(
     end: datetime | None = None,
     visible: ColumnElement[bool] | None = None,
     visible_included: ColumnElement[bool] | None = None,
+    also_include: Sequence[tuple[str, str]] = (),
 ) -> EverythingPage:
     """One page of the joined-up record of ``patient_ids`` (one person).
 
     ``visible`` filters the compartment's rows (it may be specialised for this person);
     ``visible_included`` filters the resources they refer to, which may belong to anyone
-    (default: ``visible``)."""
+    (default: ``visible``). ``also_include``: resources (type, id) to include with the first
+    page unless they are matches already (the person's Person), read with the referenced
+    ones in the same statement."""
     conditions: list[ColumnElement[bool]] = [
-        ResourceRow.patient_id.in_(list(patient_ids)),
+        in_set(ResourceRow.patient_id, patient_ids),
         ResourceRow.deleted.is_(False),
     ]
     if visible is not None:
@@ -124,24 +128,31 @@ def everything(
             session.scalar(select(func.count()).select_from(ResourceRow).where(*conditions)) or 0
         )
     included: list[StoredResource] = []
-    if cursor is None and (not types or set(types) & set(REFERENCED_TYPES)):
+    if cursor is not None:
+        return EverythingPage(resources, included, next_cursor, total)
+    matched = {(r.resource_type, r.resource_id) for r in resources}
+    keys = [key for key in also_include if key not in matched]
+    if not types or set(types) & set(REFERENCED_TYPES):
         wanted = [t for t in REFERENCED_TYPES if not types or t in types]
         owned = select(ResourceRow.pk).where(*conditions).scalar_subquery()
         targets = session.execute(
             select(search_reference.c.target_type, search_reference.c.target_id)
             .where(
                 search_reference.c.resource_pk.in_(owned),
-                search_reference.c.target_type.in_(wanted),
+                in_set(search_reference.c.target_type, wanted),
                 search_reference.c.target_id.is_not(None),
             )
             .distinct()
         ).all()
+        keys.extend((t, i) for t, i in targets)
+    if keys:
         found = repository.get_current_many(
             session,
-            [(t, i) for t, i in targets],
+            keys,
             visible=visible_included if visible_included is not None else visible,
         )
-        included = sorted(
+        first = {key: found.pop(key) for key in also_include if key in found}
+        included = [r for r in first.values() if not r.deleted] + sorted(
             (r for r in found.values() if not r.deleted),
             key=lambda r: (r.resource_type, r.resource_id),
         )

@@ -21,7 +21,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from consent.audit import Action, Outcome, record_for
 from consent.context import CallerKind
@@ -133,11 +133,23 @@ def get_current(
     visible: ColumnElement[bool] | None = None,
 ) -> StoredResource | None:
     """The current row, if any (and, given ``visible``, only if the caller may see it)."""
-    stmt = select(*CURRENT_COLUMNS).where(
-        ResourceRow.resource_type == resource_type, ResourceRow.resource_id == resource_id
-    )
-    if visible is not None:
-        stmt = stmt.where(visible)
+    stmt = select(*CURRENT_COLUMNS)
+    if visible is None:
+        stmt = stmt.where(
+            ResourceRow.resource_type == resource_type, ResourceRow.resource_id == resource_id
+        )
+    else:
+        # The row by its key first, then consent's predicate on that one row: beside a
+        # predicate with an OR of subqueries PostgreSQL would otherwise scan every row of
+        # the type (the Person lookup of $everything read them all, through the type index).
+        key = aliased(ResourceRow)
+        stmt = stmt.where(
+            ResourceRow.pk
+            == select(key.pk)
+            .where(key.resource_type == resource_type, key.resource_id == resource_id)
+            .scalar_subquery(),
+            visible,
+        )
     if for_update:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).first()
