@@ -77,6 +77,18 @@ def _care_date_filter(start: datetime | None, end: datetime | None) -> ColumnEle
     return or_(not_(has_care_date), exists().where(and_(*overlaps)))
 
 
+def _owners(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """The owning patient of each current, undeleted resource among ``keys`` (a label, read
+    only to choose which form of the caller's predicate decides the resource)."""
+    rows = session.execute(
+        select(ResourceRow.resource_type, ResourceRow.resource_id, ResourceRow.patient_id).where(
+            tuple_(ResourceRow.resource_type, ResourceRow.resource_id).in_(list(keys)),
+            ResourceRow.deleted.is_(False),
+        )
+    )
+    return {(row.resource_type, row.resource_id): row.patient_id for row in rows}
+
+
 def everything(
     session: Session,
     patient_ids: Sequence[str],
@@ -95,9 +107,8 @@ def everything(
 
     ``visible`` filters the compartment's rows (it may be specialised for this person);
     ``visible_included`` filters the resources they refer to, which may belong to anyone
-    (default: ``visible``). ``also_include``: resources (type, id) to include with the first
-    page unless they are matches already (the person's Person), read with the referenced
-    ones in the same statement."""
+    (default: ``visible``). ``also_include``: resources (type, id) to include first with the
+    first page unless they are matches already (the person's Person)."""
     conditions: list[ColumnElement[bool]] = [
         in_set(ResourceRow.patient_id, patient_ids),
         ResourceRow.deleted.is_(False),
@@ -131,7 +142,23 @@ def everything(
     if cursor is not None:
         return EverythingPage(resources, included, next_cursor, total)
     matched = {(r.resource_type, r.resource_id) for r in resources}
-    keys = [key for key in also_include if key not in matched]
+    # The resources to include first (the Person): one whose owner is this person is decided
+    # by ``visible``, as the page's rows are: when the page holds the whole unfiltered record
+    # and it is not among them, the caller may not see it. Only one owned by someone else
+    # (or nobody) needs the predicate for anyone's rows.
+    first: list[StoredResource] = []
+    keys: list[tuple[str, str]] = []
+    extra = [key for key in also_include if key not in matched]
+    if extra:
+        mine = set(patient_ids)
+        whole = next_cursor is None and since is None and start is None and end is None
+        for key, owner in _owners(session, extra).items():
+            if owner is None or owner not in mine:
+                keys.append(key)
+            elif not (whole and (not types or key[0] in types)):
+                found = repository.get_current(session, *key, visible=visible)
+                if found is not None and not found.deleted:
+                    first.append(found)
     if not types or set(types) & set(REFERENCED_TYPES):
         wanted = [t for t in REFERENCED_TYPES if not types or t in types]
         owned = select(ResourceRow.pk).where(*conditions).scalar_subquery()
@@ -145,15 +172,19 @@ def everything(
             .distinct()
         ).all()
         keys.extend((t, i) for t, i in targets)
+    included = first
     if keys:
-        found = repository.get_current_many(
+        found_many = repository.get_current_many(
             session,
             keys,
             visible=visible_included if visible_included is not None else visible,
         )
-        first = {key: found.pop(key) for key in also_include if key in found}
-        included = [r for r in first.values() if not r.deleted] + sorted(
-            (r for r in found.values() if not r.deleted),
-            key=lambda r: (r.resource_type, r.resource_id),
+        included = (
+            first
+            + [r for key in extra if (r := found_many.pop(key, None)) and not r.deleted]
+            + sorted(
+                (r for r in found_many.values() if not r.deleted),
+                key=lambda r: (r.resource_type, r.resource_id),
+            )
         )
     return EverythingPage(resources, included, next_cursor, total)

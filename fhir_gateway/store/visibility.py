@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+from psycopg import postgres
+from psycopg.adapt import Dumper
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -27,7 +30,6 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
-    cast,
     exists,
     false,
     func,
@@ -39,10 +41,12 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
 
 from consent.visibility import (
     AllOf,
@@ -83,17 +87,45 @@ class UncompilablePredicate(TypeError):
     """A predicate node this compiler does not know: refuse rather than guess."""
 
 
+class ArrayText(str):
+    """A text array already written in PostgreSQL's text form (``array_literal``)."""
+
+
+class _ArrayTextDumper(Dumper):
+    """Sends an ``ArrayText`` as it is, declared as ``varchar[]``: PostgreSQL parses it once
+    when the statement is bound. (Sent as text and cast in the statement, it would be parsed
+    again for every row a prepared statement's generic plan tests.)"""
+
+    oid = postgres.types["varchar"].array_oid
+
+    def dump(self, obj: str) -> bytes:
+        connection = self.connection
+        return obj.encode(connection.info.encoding if connection is not None else "utf-8")
+
+
+psycopg.adapters.register_dumper(ArrayText, _ArrayTextDumper)
+
+
+class _TextArray(TypeDecorator[str]):
+    """``varchar[]`` whose value is an ``ArrayText``, passed to the driver untouched."""
+
+    impl = ARRAY(String())
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
 class InSet(ColumnElement[bool]):
     """``column IN (values)``, as one parameter on PostgreSQL (``column = ANY(array)``).
 
     Consent's predicates test labels against sets (organisations, types); written as IN
     lists they made every statement carry a hundred parameters, which SQLAlchemy expands
     and psycopg re-parses on every execution (psycopg caches only short statements with
-    few parameters). On PostgreSQL the set is one text parameter, an array literal written
-    once (psycopg sends a string without work, where a list is dumped element by element
-    in Python on every execution), cast to an array in the statement. Elsewhere (SQLite) it
-    is the ordinary expanding IN. Same answers: NULL for a NULL column, false for no
-    values."""
+    few parameters). On PostgreSQL the set is one ``varchar[]`` parameter whose text is
+    written once (psycopg would otherwise dump a list element by element, in Python, on
+    every execution). Elsewhere (SQLite) it is the ordinary expanding IN. Same answers:
+    NULL for a NULL column, false for no values."""
 
     inherit_cache = True
     type = Boolean()
@@ -108,7 +140,7 @@ class InSet(ColumnElement[bool]):
         ordered = sorted(set(values))
         self.column = column
         self.listed = bindparam(None, ordered, expanding=True, type_=String())
-        self.array = bindparam(None, array_literal(ordered), type_=String())
+        self.array = bindparam(None, ArrayText(array_literal(ordered)), type_=_TextArray())
 
 
 def array_literal(values: Iterable[str]) -> str:
@@ -125,7 +157,7 @@ def _in_set_default(element: InSet, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(InSet, "postgresql")
 def _in_set_postgresql(element: InSet, compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(element.column == any_(cast(element.array, ARRAY(String()))), **kw)
+    return compiler.process(element.column == any_(element.array), **kw)
 
 
 def in_set(column: Any, values: Iterable[str]) -> ColumnElement[bool]:

@@ -155,3 +155,27 @@ def test_capability_statement_lists_everything(client: TestClient) -> None:
     statement = client.get("/fhir/metadata").json()
     (patient,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "Patient"]
     assert [op["name"] for op in patient["operation"]] == ["everything", "match"]
+
+
+def _persons(bundle: dict[str, Any]) -> list[str]:
+    return [
+        e["search"]["mode"]
+        for e in bundle.get("entry", [])
+        if e["resource"]["resourceType"] == "Person"
+    ]
+
+
+def test_the_person_comes_with_the_first_page_whatever_its_size_or_filters(
+    app: FastAPI, client: TestClient
+) -> None:
+    # When the first page is not the whole record (a small page, or filters that leave the
+    # Person out of the matches), the Person is still read and included once.
+    _joined_up(app, client)
+    assert _persons(_everything(client, "gp1-ev", _count=100)) == ["match"]
+    assert len(_persons(_everything(client, "gp1-ev", _count=1))) == 1
+    assert _persons(_everything(client, "gp1-ev", _since="2999-01-01")) == ["include"]
+    assert _persons(_everything(client, "rh-ev", _type="Observation,Person")) == ["match"]
+    later = _everything(client, "gp1-ev", _count=1)
+    following = [link["url"] for link in later["link"] if link["relation"] == "next"]
+    second = client.get(following[0].replace("http://testserver", "")).json()
+    assert "include" not in _persons(second)  # includes come with the first page only
