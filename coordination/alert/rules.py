@@ -47,7 +47,8 @@ def working_days_after(day: date, count: int) -> date:
     return current
 
 
-def _instant(value: object) -> datetime | None:
+def parse_instant(value: object) -> datetime | None:
+    """A FHIR date or dateTime as a UTC-aware instant (a date is its midnight, UTC)."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -105,8 +106,8 @@ def stay_of(encounter: Mapping[str, Any]) -> Stay:
     return Stay(
         kind,
         str(encounter.get("status") or ""),
-        _instant(period.get("start")),
-        _instant(period.get("end")),
+        parse_instant(period.get("start")),
+        parse_instant(period.get("end")),
     )
 
 

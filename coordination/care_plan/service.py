@@ -71,9 +71,9 @@ def _write(
     )
     provenance["meta"] = {"source": source_uri(host)}
     update(session, "Provenance", provenance["id"], provenance, now=now)
-    state = session.get(PersonStateRow, _person(session, plan))
-    reference = f"CarePlan/{stored.resource_id}"
     person_id = _person(session, plan)
+    state = session.get(PersonStateRow, person_id) if person_id else None
+    reference = f"CarePlan/{stored.resource_id}"
     if state is None and person_id:
         state = PersonStateRow(person_id=person_id, updated_at=now)
         session.add(state)

@@ -13,11 +13,12 @@ What counts, and from whom (the agreement says which party is which kind):
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import orjson
 
+from coordination.alert.rules import parse_instant
 from coordination.case_finding.rules import (
     Admission,
     Attendance,
@@ -73,18 +74,6 @@ def _date(value: object) -> date | None:
         return date.fromisoformat(value[:10])
     except ValueError:
         return None
-
-
-def _instant(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        if len(value) == 10:
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _labels(row: SourceRow) -> frozenset[str]:
@@ -182,10 +171,10 @@ def person_from_rows(
             if resource.get("status") in {"cancelled", "entered-in-error", "planned"}:
                 continue
             period = resource.get("period") or {}
-            start = _instant(period.get("start"))
+            start = parse_instant(period.get("start"))
             if start is None:
                 continue
-            end = _instant(period.get("end"))
+            end = parse_instant(period.get("end"))
             klass = (resource.get("class") or {}).get("code")
             method = None
             for extension in resource.get("extension") or ():

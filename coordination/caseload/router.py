@@ -9,7 +9,6 @@ the person's record may refer them. Every list of people is audited person by pe
 from datetime import UTC, datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +20,7 @@ from consent.case_finding import may_see_case_finding, why_not
 from consent.context import AccessContext, CallerKind
 from coordination.caseload import service, worklist
 from coordination.caseload.models import CaseRow
+from coordination.http import json_response
 from coordination.team import service as teams
 from coordination.team.schemas import ID
 from fhir_gateway.api import (
@@ -67,10 +67,6 @@ class Referral(BaseModel):
     model_config = ConfigDict(extra="forbid")
     patient: str = Field(pattern=r"^Patient/[A-Za-z0-9\-.]{1,64}$")
     reason: str = Field(min_length=3, max_length=2000)
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _staff(context: AccessContext) -> None:
@@ -130,7 +126,7 @@ async def team_offers(
             "offers": [o.as_json() for o in shown],
         }
 
-    return _json(await run_in_threadpool(answer))
+    return json_response(await run_in_threadpool(answer))
 
 
 @router.post("/teams/{team_id}/cases")
@@ -159,7 +155,7 @@ def open_case(request: Request, team_id: str, body: OpenCase) -> Response:
         )
         _audit(request, session, [person_id], Action.CREATE, "case", now)
         answer = service.case_json(row)
-    return _json(answer, 201)
+    return json_response(answer, 201)
 
 
 def _case_for_lead(session: Session, context: AccessContext, case_id: str) -> CaseRow:
@@ -179,7 +175,7 @@ def get_case(request: Request, case_id: str) -> Response:
             raise NotFound(f"There is no coordination episode '{case_id}'")
         _audit(request, session, [row.person_id], Action.READ, "case", now)
         answer = service.case_json(row)
-    return _json(answer)
+    return json_response(answer)
 
 
 @router.post("/cases/{case_id}/assign")
@@ -193,7 +189,7 @@ def assign(request: Request, case_id: str, body: Assign) -> Response:
         service.assign(session, row, _practitioner(body.coordinator), now=now)
         _audit(request, session, [row.person_id], Action.UPDATE, "case", now)
         answer = service.case_json(row)
-    return _json(answer)
+    return json_response(answer)
 
 
 @router.post("/cases/{case_id}/review")
@@ -215,7 +211,7 @@ def set_review(request: Request, case_id: str, body: Review) -> Response:
         service.set_review(session, row, due, now=now)
         _audit(request, session, [row.person_id], Action.UPDATE, "case", now)
         answer = service.case_json(row)
-    return _json(answer)
+    return json_response(answer)
 
 
 @router.post("/cases/{case_id}/close")
@@ -230,7 +226,7 @@ def close_case(request: Request, case_id: str) -> Response:
         service.close(session, row, now=now)
         _audit(request, session, [row.person_id], Action.UPDATE, "case", now)
         answer = service.case_json(row)
-    return _json(answer)
+    return json_response(answer)
 
 
 @router.post("/referrals")
@@ -274,7 +270,7 @@ async def refer(request: Request, body: Referral) -> Response:
             _audit(request, session, [person_id], Action.CREATE, "referral", now)
             return service.case_json(row)
 
-    return _json(await run_in_threadpool(answer), 201)
+    return json_response(await run_in_threadpool(answer), 201)
 
 
 @router.get("/worklist")
@@ -307,4 +303,4 @@ def my_worklist(
             "counts": counts,
             "entries": [e.as_json() for e in entries],
         }
-    return _json(body)
+    return json_response(body)

@@ -5,7 +5,6 @@ in-progress, completed, cancelled...). The FHIR Task is updated with every chang
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +15,7 @@ from consent.audit import Action
 from consent.context import AccessContext
 from coordination.caseload import service as caseload
 from coordination.caseload.models import TaskRow
+from coordination.http import json_response
 from coordination.task import service
 from coordination.task.fhir import KINDS, OPEN, TRANSITIONS
 from coordination.team import service as teams
@@ -51,10 +51,6 @@ class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: str
     note: str | None = Field(default=None, max_length=2000)
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _me(context: AccessContext) -> str:
@@ -117,7 +113,7 @@ def team_tasks(
         rows = session.scalars(stmt.order_by(t.due.is_(None), t.due, t.created_at).limit(500)).all()
         _audit(request, session, [r.person_id for r in rows], Action.READ, now)
         body = {"team": f"Organization/{team_id}", "tasks": [_task_json(r) for r in rows]}
-    return _json(body)
+    return json_response(body)
 
 
 @router.post("/tasks")
@@ -155,7 +151,7 @@ def create_task(request: Request, body: NewTask) -> Response:
         assert row is not None
         _audit(request, session, [person_id], Action.CREATE, now)
         answer = _task_json(row)
-    return _json(answer, 201)
+    return json_response(answer, 201)
 
 
 def _task_for(session: Session, context: AccessContext, task_id: str) -> TaskRow:
@@ -182,7 +178,7 @@ def claim(request: Request, task_id: str) -> Response:
         service.set_owner(session, row, me, now=now)
         _audit(request, session, [row.person_id], Action.UPDATE, now)
         answer = _task_json(row)
-    return _json(answer)
+    return json_response(answer)
 
 
 @router.post("/tasks/{task_id}/status")
@@ -206,4 +202,4 @@ def change_status(request: Request, task_id: str, body: StatusChange) -> Respons
         service.set_status(session, row, body.status, now=now, note=body.note)
         _audit(request, session, [row.person_id], Action.UPDATE, now)
         answer = _task_json(row)
-    return _json(answer)
+    return json_response(answer)

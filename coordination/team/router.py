@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from consent.audit import Action
 from consent.context import CallerKind
+from coordination.http import json_response
 from coordination.settings import CoordinationSettings
 from coordination.team import service
 from coordination.team.schemas import ID, TeamIn
@@ -17,7 +18,6 @@ from fhir_gateway.api import (
     add_events,
     audit_record,
     authenticate,
-    dumps,
     require_scope,
 )
 
@@ -26,16 +26,12 @@ router = APIRouter(
 )
 
 
-def _json(body: object, status: int = 200) -> Response:
-    return Response(dumps(body), status_code=status, media_type="application/json")
-
-
 @router.get("/teams")
 def list_teams(request: Request) -> Response:
     require_scope(access(request), "Organization", "r")
     with request.app.state.unit_of_work() as session:
         teams = service.all_teams(session)
-    return _json({"teams": [t.as_json() for t in teams]})
+    return json_response({"teams": [t.as_json() for t in teams]})
 
 
 @router.get("/teams/{team_id}")
@@ -43,7 +39,7 @@ def get_team(request: Request, team_id: str) -> Response:
     require_scope(access(request), "Organization", "r")
     with request.app.state.unit_of_work() as session:
         team = service.require_team(session, team_id)
-    return _json(team.as_json())
+    return json_response(team.as_json())
 
 
 @router.put("/teams/{team_id}")
@@ -72,4 +68,4 @@ def put_team(request: Request, team_id: str, team: TeamIn) -> Response:
         saved = service.put_team(session, team_id, team, now=now, settings=settings)
         action = Action.CREATE if created else Action.UPDATE
         add_events(session, [audit_record(request, action=action, interaction="team", now=now)])
-    return _json(saved.as_json(), 201 if created else 200)
+    return json_response(saved.as_json(), 201 if created else 200)
