@@ -3,6 +3,7 @@ pairwise precision, recall and F1 of the batch linker (the same rules as every l
 NHS-number-only baseline, the hard cases one by one, and the in-memory link time.
 
     python -m benchmarks.identity_accuracy --people 100000 --seeds 2 3
+    python -m benchmarks.identity_accuracy --people 1000000 --seeds 2 3 --population-version 3
 
 No database: this measures the rules and the clustering. Seed 1 is the tuning seed.
 """
@@ -16,7 +17,7 @@ from itertools import combinations
 from typing import Any, NamedTuple
 
 from benchmarks.common import machine
-from benchmarks.identity_population import VERSION, population
+from benchmarks.identity_population import VERSIONS, population
 from fhir_gateway.identity.batch import plan_links, records_from_patients
 
 
@@ -90,8 +91,8 @@ def measure(keys: Sequence[str], patients: Sequence[dict[str, Any]]) -> Measured
     return Measured(figures, t, p, n)
 
 
-def run(people: int, seed: int) -> dict[str, float]:
-    keys, patients = zip(*population(people, seed), strict=True)
+def run(people: int, seed: int, version: int = 2) -> dict[str, float]:
+    keys, patients = zip(*population(people, seed, version=version), strict=True)
     return measure(keys, patients).figures
 
 
@@ -99,10 +100,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--population-version", type=int, default=2, choices=sorted(VERSIONS))
     args = parser.parse_args()
-    print(f"machine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}; population {VERSION}")
+    version = args.population_version
+    print(
+        f"machine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}; population {VERSIONS[version]}"
+    )
     for seed in args.seeds:
-        figures = run(args.people, seed)
+        figures = run(args.people, seed, version)
         print(f"\npeople {args.people}, seed {seed}")
         for key, value in figures.items():
             print(

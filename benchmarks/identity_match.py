@@ -1,6 +1,6 @@
 """Matching one incoming record against a large master patient index (PostgreSQL).
 
-    python -m benchmarks.identity_match --people 1000000 --probes 1000
+    python -m benchmarks.identity_match --people 1000000 --probes 1000 --population-version 3
 
 Builds identity's index (``identity_record`` and ``identity_block_key``, exactly the rows
 identity writes when it files a record) for every source record of the frozen hard-case
@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from benchmarks.common import bench_url, ensure_database, machine
-from benchmarks.identity_population import population
+from benchmarks.identity_population import VERSIONS, population
 from fhir_gateway import migrate
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.identity import blocking
@@ -40,7 +40,9 @@ def _psycopg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def build(url: str, people: int, probes: int) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+def build(
+    url: str, people: int, probes: int, version: int = 2
+) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """Write the index; returns the held-back (true person, Patient) probes and the count of
     persons indexed."""
     rng = random.Random(SEED)
@@ -59,7 +61,7 @@ def build(url: str, people: int, probes: int) -> tuple[list[tuple[str, dict[str,
         keys_cursor = conn.cursor()
         with records as copy:
             key_rows: list[tuple[str, int]] = []
-            for key, patient in population(people, SEED):
+            for key, patient in population(people, SEED, version=version):
                 # About one record in (records / probes) is held back to be matched.
                 if len(held) < probes and rng.random() < probes / (people * 1.7):
                     held.append((key, patient))
@@ -106,12 +108,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--probes", type=int, default=1000)
+    parser.add_argument("--population-version", type=int, default=2, choices=sorted(VERSIONS))
     args = parser.parse_args()
     url = bench_url().replace("carejoin_bench", f"carejoin_bench_identity_{args.people}")
     ensure_database(url, fresh=True)
     engine = create_engine_for(url)
     migrate.upgrade(engine)
-    held, indexed = build(url, args.people, args.probes)
+    held, indexed = build(url, args.people, args.probes, args.population_version)
     factory = session_factory_for(engine)
     samples: list[float] = []
     top = found = 0
@@ -133,6 +136,7 @@ def main() -> None:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     print(f"machine: {machine()}")
+    print(f"population {VERSIONS[args.population_version]}")
     print(f"persons indexed: {indexed}; probes: {len(held)}")
     print(
         f"match one record: p50 {at(0.5):.2f} ms, p95 {at(0.95):.2f} ms, p99 {at(0.99):.2f} ms, "

@@ -25,6 +25,27 @@ household (address, phone, family name) with a partner 40 % of the time.
 Names are drawn from skewed (Zipf-like) lists, so common names collide as in life; half of
 family names come from a long tail of 5,670 generated names (England has hundreds of
 thousands of surnames; the commonest, Smith, is about 1 % of people).
+
+Version 3 (``population(people, seed, version=3)``), FROZEN on 2026-12-06 before any tuning
+on it, is version 2 with three changes that let it reach 1,000,000 people and beyond (to
+about 1,050,000) without becoming denser than version 2 is at 100,000; everything else
+(every rate above, the names, the hard cases) is the same:
+
+- NHS numbers: 15 % of people have **no NHS number anywhere** (none of their records
+  carries one: people never registered, records from before numbers were traced, social
+  care and old hospital systems); their twins have none either; a baby always has its own
+  number, and a baby of a parent with no number has no number on its hospital record.
+  Everyone else has a distinct number, still drawn only from the 999 test range (valid
+  Modulus 11, never a real person's). The 909,091 valid numbers of that range are the
+  limit: a population that would need more raises ``ValueError``.
+- Postcodes: the region grows with the population, one postcode area per 100,000 people
+  (LS, then BD, HX, HD, WF, YO, HG, DN, HU, DL, TS, NE: at most 12), each with the 29
+  districts, 9 sectors and 20 units version 2 gives LS alone, so about 19 people share a
+  postcode at any size (version 2 has 190 at 1,000,000). A move goes to another postcode
+  of the same region.
+- Phones: one number per household, distinct (drawn without replacement), of the form
+  ``01632 NNNNNN``: 01632 is the code Ofcom keeps for drama and is not a subscriber area
+  code. (Version 2's 10,000 numbers would be shared by 60 households each at 1,000,000.)
 """
 
 import random
@@ -35,6 +56,12 @@ from typing import Any
 from nhs_number.validate import calculate_checksum
 
 VERSION = "identity-population-2"
+VERSIONS = {2: "identity-population-2", 3: "identity-population-3"}
+# Version 3: the share of people with no NHS number on any record.
+NO_NUMBER_SHARE = 0.15
+AREAS = ["LS", "BD", "HX", "HD", "WF", "YO", "HG", "DN", "HU", "DL", "TS", "NE"]
+PEOPLE_PER_AREA = 100_000
+VALID_TEST_NUMBERS = 909_091  # valid (Modulus 11) numbers 999 000 000x to 999 999 999x
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 VERIFY_URL = (
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus"
@@ -238,12 +265,31 @@ def _family(rng: random.Random) -> str:
 
 
 def _nhs(rng: random.Random, used: set[str]) -> str:
+    if len(used) >= VALID_TEST_NUMBERS:
+        raise ValueError(
+            f"the 999 test range has only {VALID_TEST_NUMBERS:,} valid NHS numbers; "
+            "this population would need more"
+        )
     while True:
         base = f"999{rng.randrange(10**6):06d}"
         check = calculate_checksum(base)
         if isinstance(check, int) and 0 <= check <= 9 and base + str(check) not in used:
             used.add(base + str(check))
             return base + str(check)
+
+
+def _sectors(people: int) -> list[str]:
+    """Version 3: one postcode area per 100,000 people, each as version 2's LS."""
+    areas = AREAS[: max(1, min(len(AREAS), -(-people // PEOPLE_PER_AREA)))]
+    return [f"{a}{d} {s}" for a in areas for d in range(1, 30) for s in range(1, 10)]
+
+
+def _phone_v3(rng: random.Random, used: set[int]) -> str:
+    while True:
+        n = rng.randrange(10**6)
+        if n not in used:
+            used.add(n)
+            return f"01632 {n:06d}"
 
 
 def _typo(rng: random.Random, text: str) -> str:
@@ -278,12 +324,19 @@ def _dob_error(rng: random.Random, born: date) -> date:
 
 
 def _patient(
-    pid: str, source: str, person: dict[str, Any], rng: random.Random, *, gp: bool
+    pid: str,
+    source: str,
+    person: dict[str, Any],
+    rng: random.Random,
+    *,
+    gp: bool,
+    sectors: list[str] = SECTORS,
 ) -> dict[str, Any]:
     present, verified = {"gp": (0.97, 0.95), "rh": (0.90, 0.80), "asc": (0.75, 0.50)}[source]
     identifiers: list[dict[str, Any]] = []
     number = person.get("nhs_override", {}).get(source, person["nhs"])
-    if rng.random() < present:
+    # (Version 2 always has a number, so its draws are unchanged.)
+    if number is not None and rng.random() < present:
         value = _mistype_nhs(rng, number) if rng.random() < 0.02 else number
         identifier: dict[str, Any] = {"system": NHS_SYSTEM, "value": value}
         if rng.random() < verified:
@@ -316,7 +369,7 @@ def _patient(
         born = _dob_error(rng, born)
     postcode = person["postcode"]
     if not gp and rng.random() < 0.12:
-        postcode = rng.choice(SECTORS) + rng.choice("ABDEFGHJLNPQRSTUWXYZ") * 2
+        postcode = rng.choice(sectors) + rng.choice("ABDEFGHJLNPQRSTUWXYZ") * 2
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": pid,
@@ -332,10 +385,15 @@ def _patient(
     return resource
 
 
-def population(people: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def population(people: int, seed: int, *, version: int = 2) -> Iterator[tuple[str, dict[str, Any]]]:
     """(true person key, Patient) for every source record of ``people`` people."""
-    rng = random.Random(f"{VERSION}:{seed}")
+    if version not in VERSIONS:
+        raise ValueError(f"no identity population version {version}")
+    v3 = version == 3
+    rng = random.Random(f"{VERSIONS[version]}:{seed}")
     used: set[str] = set()
+    phones: set[int] = set()
+    sectors = _sectors(people) if v3 else SECTORS
     today = date(2026, 11, 1)
     persons: list[dict[str, Any]] = []
     for n in range(people):
@@ -343,24 +401,29 @@ def population(people: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
         born = today - timedelta(days=rng.randrange(365 * 18, 365 * 95))
         family = _family(rng)
         household = persons[-1] if persons and rng.random() < 0.4 else None
+        numbered = not v3 or rng.random() >= NO_NUMBER_SHARE
         person: dict[str, Any] = {
             "key": f"p{n}",
             "gender": "female" if female else "male",
             "given": _zipf(rng, FEMALE if female else MALE),
             "family": household["family"] if household else family,
             "born": born,
-            "nhs": _nhs(rng, used),
+            "nhs": _nhs(rng, used) if numbered else None,
             "postcode": household["postcode"]
             if household
-            else rng.choice(SECTORS) + rng.choice("ABDEFGHJLNPQRSTUWXYZ") * 2,
-            "phone": household["phone"] if household else f"0113 496 {rng.randrange(10000):04d}",
+            else rng.choice(sectors) + rng.choice("ABDEFGHJLNPQRSTUWXYZ") * 2,
+            "phone": household["phone"]
+            if household
+            else _phone_v3(rng, phones)
+            if v3
+            else f"0113 496 {rng.randrange(10000):04d}",
         }
         age = (today - born).days // 365
         if female and 20 <= age <= 60 and rng.random() < 0.3:
             person["married"] = _family(rng)
         persons.append(person)
         if rng.random() < 0.01:  # a twin
-            twin = dict(person, key=f"p{n}t", nhs=_nhs(rng, used))
+            twin = dict(person, key=f"p{n}t", nhs=_nhs(rng, used) if numbered else None)
             names = FEMALE if female else MALE
             twin["given"] = rng.choice([g for g in names if g != person["given"]])
             twin.pop("married", None)
@@ -381,8 +444,8 @@ def population(people: int, seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
             persons.append(baby)
     for person in persons:
         key = person["key"]
-        yield key, _patient(f"gp-{key}", "gp", person, rng, gp=True)
+        yield key, _patient(f"gp-{key}", "gp", person, rng, gp=True, sectors=sectors)
         if person.get("baby") or rng.random() < 0.5:
-            yield key, _patient(f"rh-{key}", "rh", person, rng, gp=False)
+            yield key, _patient(f"rh-{key}", "rh", person, rng, gp=False, sectors=sectors)
         if not person.get("baby") and rng.random() < 0.2:
-            yield key, _patient(f"asc-{key}", "asc", person, rng, gp=False)
+            yield key, _patient(f"asc-{key}", "asc", person, rng, gp=False, sectors=sectors)

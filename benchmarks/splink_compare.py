@@ -40,7 +40,7 @@ from splink.blocking_rule_library import CustomRule
 
 from benchmarks.common import machine
 from benchmarks.identity_accuracy import _pairs, _prf, hard_cases, measure
-from benchmarks.identity_population import VERSION, population
+from benchmarks.identity_population import VERSIONS, population
 from fhir_gateway.identity.blocking import _sound  # the sound our blocking keys use
 from fhir_gateway.identity.demographics import Demographics, from_patient
 
@@ -427,10 +427,10 @@ def _line(name: str, truth: set[Pair], linked: set[Pair], keys: Sequence[str], s
     )
 
 
-def compare(people: int, seed: int, threshold: float | None) -> float:
+def compare(people: int, seed: int, threshold: float | None, version: int = 2) -> float:
     """Every method on one seed's records; the Splink threshold chosen (on the tuning seed)
     or used."""
-    keys, patients = (list(x) for x in zip(*population(people, seed), strict=True))
+    keys, patients = (list(x) for x in zip(*population(people, seed, version=version), strict=True))
     demographics = [from_patient(p) for p in patients]
     rows = [row(i, p, d) for i, (p, d) in enumerate(zip(patients, demographics, strict=True))]
     label = "tuning" if threshold is None else "reporting"
@@ -492,15 +492,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3])
-    args = parser.parse_args()
-    print(
-        f"machine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}; population {VERSION}; "
-        f"splink {splink.__version__}"
+    parser.add_argument("--population-version", type=int, default=2, choices=sorted(VERSIONS))
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="use this Splink threshold (chosen on seed 1 in an earlier run) and skip seed 1",
     )
-    threshold = compare(args.people, TUNING_SEED, None)
+    args = parser.parse_args()
+    version = args.population_version
+    print(
+        f"machine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}; "
+        f"population {VERSIONS[version]}; splink {splink.__version__}"
+    )
+    threshold = args.threshold
+    if threshold is None:
+        threshold = compare(args.people, TUNING_SEED, None, version)
     for seed in args.seeds:
         if seed != TUNING_SEED:
-            compare(args.people, seed, threshold)
+            compare(args.people, seed, threshold, version)
 
 
 if __name__ == "__main__":

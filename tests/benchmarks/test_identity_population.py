@@ -24,3 +24,48 @@ def _digest(people: int, seed: int, **kwargs: object) -> str:
 )
 def test_version_2_is_frozen(people: int, seed: int, expected: str) -> None:
     assert _digest(people, seed) == expected
+
+
+def test_version_3_is_frozen() -> None:
+    assert (
+        _digest(300, 1, version=3)
+        == "6ca6b44eeec4513262535926434b8b45b0cea0a5332f4bffe0572d6dc39bd85d"
+    )
+
+
+def test_version_3_numbers_are_test_numbers_and_some_people_have_none() -> None:
+    from nhs_number.validate import is_valid
+
+    numbers: dict[str, set[str]] = {}
+    phones: dict[str, str] = {}
+    people: set[str] = set()
+    for key, patient in population(20_000, 5, version=3):
+        people.add(key)
+        for identifier in patient["identifier"]:
+            numbers.setdefault(key, set()).add(identifier["value"])
+        for telecom in patient.get("telecom", ()):
+            phones[key] = telecom["value"]
+    everyone = {n for values in numbers.values() for n in values}
+    assert all(n.startswith("999") for n in everyone)
+    # 2 % of numbers are mistyped on purpose; the rest are valid
+    assert sum(is_valid(n) for n in everyone) / len(everyone) > 0.95
+    without = 1 - len(numbers) / len(people)
+    assert 0.14 < without < 0.20  # 15 % never numbered, plus a few whose records lack it
+    assert all(p.startswith("01632 ") for p in phones.values())
+    households = len(set(phones.values()))
+    assert households > 0.5 * len(phones)
+
+
+def test_version_3_refuses_more_people_than_the_test_range_can_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks import identity_population
+
+    monkeypatch.setattr(identity_population, "VALID_TEST_NUMBERS", 1000)
+    with pytest.raises(ValueError, match="999 test range"):
+        list(population(2000, 1, version=3))
+
+
+def test_unknown_version() -> None:
+    with pytest.raises(ValueError, match="version 9"):
+        list(population(10, 1, version=9))
