@@ -6,7 +6,6 @@ work, so they commit with the data they describe.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import Request
@@ -22,22 +21,30 @@ from consent.audit import (
     record_for,
 )
 
-__all__ = ["Action", "agreement_async", "agreement_now", "audit_record", "per_person"]
-from sqlalchemy import ColumnElement, and_, not_, or_
+__all__ = [
+    "NOBODY",
+    "Action",
+    "PersonVisibility",
+    "agreement_async",
+    "agreement_now",
+    "audit_record",
+    "per_person",
+    "person_visibility",
+]
 from sqlalchemy.orm import Session
 
-from consent.visibility import PersonFacts, Predicate, specialise
+from consent.visibility import Predicate
 from fhir_gateway.access import writer
-from fhir_gateway.access.people import person_facts
+from fhir_gateway.access.people import (
+    NOBODY,
+    PersonVisibility,
+    per_person,
+    person_facts,
+    person_visibility,
+)
 from fhir_gateway.access.service import AgreementStore, predicate_for
 from fhir_gateway.auth.dependencies import access
 from fhir_gateway.outcomes import Forbidden
-from fhir_gateway.store.models import ResourceRow
-from fhir_gateway.store.visibility import (
-    compile_visibility_live,
-    compile_visibility_shared,
-    in_set,
-)
 
 
 async def bind_writer(request: Request) -> None:
@@ -93,51 +100,11 @@ async def visible_async(request: Request) -> Predicate:
     return predicate(request, await agreement_async(request))
 
 
-NOBODY = PersonFacts(relationships=(), grants=(), has_directives=False)
-
-
-@dataclass(frozen=True, slots=True)
-class PersonVisibility:
-    """The caller's predicate with one person's person-level parts decided once.
-
-    ``within``: for rows known to belong to that person (its source patients): the predicate
-    specialised for them (per-row subqueries become constants; what is left tests labels).
-    ``guarded``: for rows that may belong to anyone (referenced resources): that person's
-    rows as ``within``, the directory with the predicate for no person, anything else with
-    the full predicate. Same answers as the full predicate (the property tests check the
-    specialised form), at a fraction of the planning and execution cost."""
-
-    within: ColumnElement[bool]
-    guarded: ColumnElement[bool]
-
-
 def visible_for_person(
     request: Request, session: Session, patient_ids: Iterable[str], *, now: datetime
 ) -> PersonVisibility:
     ids = sorted(set(patient_ids))
     return person_visibility(visible_sync(request), person_facts(session, ids), ids, now=now)
-
-
-def person_visibility(
-    predicate: Predicate, facts: PersonFacts, patient_ids: Iterable[str], *, now: datetime
-) -> PersonVisibility:
-    """``predicate`` for a request about the person whose source patients are
-    ``patient_ids`` and whose facts are ``facts`` (see ``PersonVisibility``). The SQL of a
-    specialised tree is remembered by its value (most people's is the same) and the full
-    predicate's by the caller's predicate object, so only the patients are new; the time in
-    them is read when the statement runs (``consent_now_live``)."""
-    row = ResourceRow
-    theirs = in_set(row.patient_id, patient_ids)
-    within = and_(theirs, compile_visibility_shared(specialise(predicate, facts, now=now)))
-    guarded = or_(
-        within,
-        and_(
-            row.patient_id.is_(None),
-            compile_visibility_shared(specialise(predicate, NOBODY, now=now)),
-        ),
-        and_(not_(theirs), compile_visibility_live(predicate)),
-    )
-    return PersonVisibility(within=within, guarded=guarded)
 
 
 def audit_record(
@@ -160,13 +127,3 @@ def audit_record(
         person=person,
         resource=resource,
     )
-
-
-def per_person(record: AuditRecord, persons: Iterable[str]) -> list[AuditRecord]:
-    """One record per person touched (at least one, for no person in particular)."""
-    from dataclasses import replace
-
-    distinct = sorted(set(persons))
-    if not distinct:
-        return [record]
-    return [replace(record, person=p) for p in distinct]

@@ -32,6 +32,7 @@ from fhir_gateway.outcomes import (
     PreconditionFailed,
     information,
 )
+from fhir_gateway.record.everything import EverythingQuery, read_everything
 from fhir_gateway.rest import render
 from fhir_gateway.rest.capability import capability_statement
 from fhir_gateway.rest.http import (
@@ -47,7 +48,6 @@ from fhir_gateway.search.dates import InvalidDate, parse_range
 from fhir_gateway.search.params import SearchError, parse_search
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import refile, repository, service, transaction
-from fhir_gateway.store.everything import everything
 from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.reads import ReadAccess, ResourceReader
 from fhir_gateway.store.repository import StoredResource
@@ -420,7 +420,7 @@ async def patient_match(request: Request) -> Response:
 
 
 @router.get("/Patient/{patient_id}/$everything")
-def patient_everything(request: Request, patient_id: str) -> Response:
+async def patient_everything(request: Request, patient_id: str) -> Response:
     """The joined-up record: every linked source patient's compartment (R4 Patient-everything)."""
     check_accept(request)
     _permitted(request, "Patient", "r")
@@ -454,48 +454,20 @@ def patient_everything(request: Request, patient_id: str) -> Response:
     except InvalidDate as exc:
         raise Invalid(str(exc)) from exc
     now = _now()
-    with _uow(request) as session:
-        person_id, patient_ids = identity.joined_patients(session, patient_id)
-        # The person-level parts of consent decided once for this person, not per row.
-        person_visible = consent.visible_for_person(
-            request, session, [*patient_ids, patient_id], now=now
-        )
-        service.read(session, "Patient", patient_id, visible=person_visible.within)
-        page = everything(
-            session,
-            patient_ids,
-            count=count,
-            cursor=int(cursor_text) if cursor_text else None,
-            types=types,
-            since=since,
-            start=start,
-            end=end,
-            visible=person_visible.within,
-            visible_included=person_visible.guarded,
-            # The Person is in its first patient's compartment (Person.link), so it is
-            # usually a match already; otherwise it comes first among the includes.
-            also_include=(
-                [("Person", person_id)] if person_id and (not types or "Person" in types) else []
-            ),
-        )
-        included = list(page.included)
-        _audit_page(
-            request,
-            session,
-            interaction="$everything",
-            resources=[*page.resources, *included],
-            now=now,
-        )
-        withheld = (
-            cursor_text is None
-            and access(request).kind is not CallerKind.PATIENT
-            and something_withheld(
-                session,
-                patient_ids=list(patient_ids),
-                visible=person_visible.within,
-                types=types or None,
-            )
-        )
+    query = EverythingQuery(
+        patient_id=patient_id,
+        count=count,
+        cursor=int(cursor_text) if cursor_text else None,
+        types=tuple(types),
+        since=since,
+        start=start,
+        end=end,
+        tell_withheld=access(request).kind is not CallerKind.PATIENT,
+    )
+    result = await read_everything(
+        _reader(request), query, await _read_access(request, "$everything", now=now)
+    )
+    page = result.page
     base = _base(request)
     path = f"{base}/Patient/{patient_id}/$everything"
     kept = [(k, v) for k, v in params.multi_items() if k != "_cursor"]
@@ -513,10 +485,10 @@ def patient_everything(request: Request, patient_id: str) -> Response:
             "resource": render.body_fragment(r, summary=None, elements=()),
             "search": {"mode": mode},
         }
-        for mode, group in (("match", page.resources), ("include", included))
+        for mode, group in (("match", page.resources), ("include", page.included))
         for r in group
     ]
-    if withheld:
+    if result.withheld:
         entries.append(render.withheld_entry())
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
@@ -576,8 +548,10 @@ async def vread(
     return fhir_response(stored.body.encode(), headers=headers)
 
 
-async def _read_access(request: Request, interaction: str) -> ReadAccess:
-    now = _now()
+async def _read_access(
+    request: Request, interaction: str, *, now: datetime | None = None
+) -> ReadAccess:
+    now = now or _now()
     return ReadAccess(
         predicate=await consent.visible_async(request),
         now=now,

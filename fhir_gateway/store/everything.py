@@ -12,6 +12,7 @@ as ``search.mode = include``.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, exists, func, not_, or_, select, tuple_
 from sqlalchemy.orm import Session
@@ -65,7 +66,7 @@ class EverythingPage:
     total: int
 
 
-def _care_date_filter(start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
+def care_date_filter(start: Any, end: Any) -> ColumnElement[bool]:
     pairs = list(CARE_DATE_PARAMS.items())
     is_care_date = tuple_(search_date.c.resource_type, search_date.c.param).in_(pairs)
     has_care_date = exists().where(search_date.c.resource_pk == ResourceRow.pk, is_care_date)
@@ -120,7 +121,7 @@ def everything(
     if since is not None:
         conditions.append(ResourceRow.last_updated >= since)
     if start is not None or end is not None:
-        conditions.append(_care_date_filter(start, end))
+        conditions.append(care_date_filter(start, end))
     page_conditions = list(conditions)
     if cursor is not None:
         page_conditions.append(ResourceRow.pk > cursor)

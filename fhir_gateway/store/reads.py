@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from psycopg import AsyncRawCursor
 from psycopg.rows import namedtuple_row
@@ -50,6 +50,8 @@ from fhir_gateway.store import repository
 from fhir_gateway.store.models import HistoryRow, ResourceRow, UtcDateTime
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.store.visibility import compile_visibility
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,11 @@ class ConnectionReader:
             )
             _audited(access, db, found)
             return found
+
+    def within(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(db, *args)`` in one transaction (call from the thread pool)."""
+        with self._connect() as db:
+            return work(db, *args)
 
     async def current(
         self, resource_type: str, resource_id: str, access: ReadAccess
@@ -318,6 +325,11 @@ class PostgresReader:
             timeout=connect_timeout,
             open=False,
         )
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The pool, for the other read paths that run raw statements on it."""
+        return self._pool
 
     async def open(self) -> None:
         await self._pool.open()

@@ -385,24 +385,21 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
     return or_(not_(has_any), and_(not_sealed, or_(best_deny == _NONE, best_deny < best_permit)))
 
 
-def something_withheld(
-    session: Any,
+def withheld_clause(
     *,
-    patient_ids: list[str],
+    patients: ColumnElement[bool],
     visible: ColumnElement[bool],
-    types: list[str] | None = None,
-) -> bool:
-    """Whether any current resource of these patients is hidden from the caller, leaving out
-    sealed items (whose very existence is not to be hinted at). Answers yes or no, never how
-    many or what: the search result says only that something is withheld."""
-    if not patient_ids:
-        return False
+    types: ColumnElement[bool] | None = None,
+) -> ColumnElement[bool]:
+    """SQL: some current resource of the patients ``patients`` selects (of the types
+    ``types`` selects) is hidden from the caller, leaving out sealed items (whose very
+    existence is not to be hinted at). Only what a source recorded counts: not carejoin's own
+    identity records, and not the person's choices (a Consent sealing an item names it); and
+    so ``NOT visible`` never meets a row without a source or a patient."""
     sealed = aliased(ConsentDirectiveRow)
     conditions = [
-        in_set(ResourceRow.patient_id, patient_ids),
+        patients,
         ResourceRow.deleted.is_(False),
-        # Only what a source recorded counts: not carejoin's own identity records, and not
-        # the person's choices (a Consent sealing an item names it).
         ResourceRow.source_org.is_not(None),
         ResourceRow.resource_type != "Consent",
         not_(visible),
@@ -415,6 +412,26 @@ def something_withheld(
             )
         ),
     ]
-    if types:
-        conditions.append(ResourceRow.resource_type.in_(types))
-    return bool(session.scalar(select(exists(select(ResourceRow.pk).where(*conditions)))))
+    if types is not None:
+        conditions.append(types)
+    return exists(select(ResourceRow.pk).where(*conditions))
+
+
+def something_withheld(
+    session: Any,
+    *,
+    patient_ids: list[str],
+    visible: ColumnElement[bool],
+    types: list[str] | None = None,
+) -> bool:
+    """Whether any current resource of these patients is hidden from the caller (see
+    ``withheld_clause``). Answers yes or no, never how many or what: the search result says
+    only that something is withheld."""
+    if not patient_ids:
+        return False
+    clause = withheld_clause(
+        patients=in_set(ResourceRow.patient_id, patient_ids),
+        visible=visible,
+        types=ResourceRow.resource_type.in_(types) if types else None,
+    )
+    return bool(session.scalar(select(clause)))

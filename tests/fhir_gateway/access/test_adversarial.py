@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from consent.audit import Outcome
 from fhir_gateway.audit.models import AuditEventRow
@@ -1411,7 +1411,7 @@ def test_denied_read_writes_a_refusal_event(
 
 
 @pytest.fixture
-def failing_audit(monkeypatch: pytest.MonkeyPatch) -> None:
+def failing_audit(monkeypatch: pytest.MonkeyPatch, connection: Connection) -> None:
     """Every audit insert fails (the read path, the routers and the failure recorder)."""
 
     def refuse(*_args: object, **_kwargs: object) -> None:
@@ -1421,9 +1421,25 @@ def failing_audit(monkeypatch: pytest.MonkeyPatch) -> None:
         "fhir_gateway.store.reads",
         "fhir_gateway.rest.router",
         "fhir_gateway.rest.record",
+        "fhir_gateway.record.everything",
         "fhir_gateway.audit.repository",
     ):
         monkeypatch.setattr(f"{module}.add_events", refuse)
+    if connection.dialect.name == "postgresql":
+        # On PostgreSQL $everything inserts its AuditEvents inside its own statement: the
+        # database itself refuses them (in the test's transaction, rolled back after it).
+        connection.execute(
+            text(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN RAISE EXCEPTION 'audit store unavailable'; END$$"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_event "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+            )
+        )
 
 
 @pytest.mark.parametrize(
