@@ -2,9 +2,10 @@
 consent needs to know about that person (for ``consent.visibility.specialise``), and the
 caller's predicate with that person's parts decided."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, literal, not_, null, or_, select, union_all
 from sqlalchemy.orm import Session
@@ -145,3 +146,76 @@ def per_person(record: AuditRecord, persons: Iterable[str]) -> list[AuditRecord]
     if not distinct:
         return [record]
     return [replace(record, person=p) for p in distinct]
+
+
+# --- In one round trip, raw (the PostgreSQL read paths) ---------------------------------
+
+_REL = CareRelationshipRow.__tablename__
+_GRANT = BreakGlassGrantRow.__tablename__
+_DIRECTIVE = ConsentDirectiveRow.__tablename__
+_IDENTITY = IdentityRecord.__tablename__
+
+# $1: the patient asked about. Rows: 'p' the person's source patients (filing order by pk),
+# 'r' relationships, 'g' break-glass grants, 'd' one row if the person has any directive.
+FACTS_SQL = f"""
+WITH person AS MATERIALIZED (
+    SELECT person_id FROM {_IDENTITY} WHERE patient_id = $1
+), ids AS MATERIALIZED (
+    SELECT $1::varchar AS patient_id
+    UNION
+    SELECT i.patient_id FROM {_IDENTITY} i WHERE i.person_id = (SELECT person_id FROM person)
+)
+SELECT 'p' AS what, i.person_id, i.patient_id, NULL::varchar AS kind,
+       NULL::varchar AS organisation, NULL::varchar AS practitioner,
+       NULL::timestamptz AS ends_at, NULL::varchar AS source_organisation, i.pk
+  FROM {_IDENTITY} i WHERE i.person_id = (SELECT person_id FROM person)
+UNION ALL
+SELECT 'r', NULL, c.patient_id, c.kind, c.organisation, c.practitioner, c.ends_at,
+       c.source_organisation, NULL
+  FROM {_REL} c WHERE c.patient_id IN (SELECT patient_id FROM ids)
+UNION ALL
+SELECT 'g', NULL, g.patient_id, NULL, NULL, g.practitioner, g.expires_at, NULL, NULL
+  FROM {_GRANT} g WHERE g.patient_id IN (SELECT patient_id FROM ids)
+UNION ALL
+SELECT 'd', NULL, d.patient_id, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM (SELECT patient_id FROM {_DIRECTIVE}
+         WHERE patient_id IN (SELECT patient_id FROM ids) LIMIT 1) d
+""".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """The person a request is about, and what consent needs to know about them."""
+
+    person_id: str | None
+    patient_ids: list[str]  # identity's source patients, filing order (or just the one)
+    facts: PersonFacts
+
+
+def who_from_rows(patient_id: str, rows: Sequence[Any]) -> Who:
+    filed = sorted((r for r in rows if r.what == "p"), key=lambda r: r.pk)
+    relationships = tuple(
+        Relationship(
+            patient_id=r.patient_id,
+            kind=r.kind,
+            organisation=r.organisation,
+            practitioner=r.practitioner,
+            ends_at=r.ends_at,
+            source_organisation=r.source_organisation,
+        )
+        for r in rows
+        if r.what == "r"
+    )
+    grants = tuple(
+        Grant(practitioner=r.practitioner, patient_id=r.patient_id, expires_at=r.ends_at)
+        for r in rows
+        if r.what == "g"
+    )
+    facts = PersonFacts(
+        relationships=relationships,
+        grants=grants,
+        has_directives=any(r.what == "d" for r in rows),
+    )
+    if not filed:
+        return Who(None, [patient_id], facts)
+    return Who(filed[0].person_id, [r.patient_id for r in filed], facts)

@@ -42,7 +42,6 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     literal,
     literal_column,
     not_,
@@ -56,18 +55,19 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 from starlette.concurrency import run_in_threadpool
 
-from consent.relationships import Relationship
-from consent.visibility import Grant, PersonFacts, Predicate, specialise
-from fhir_gateway.access.models import BreakGlassGrantRow, CareRelationshipRow, ConsentDirectiveRow
+from consent.visibility import Predicate, specialise
 from fhir_gateway.access.people import (
+    FACTS_SQL,
     NOBODY,
+    Who,
     per_person,
     person_facts,
     person_references,
     person_visibility,
+    who_from_rows,
 )
-from fhir_gateway.audit.models import AuditEventRow
-from fhir_gateway.audit.repository import add_events, row_values
+from fhir_gateway.audit.inline import audit_events, audit_params
+from fhir_gateway.audit.repository import add_events
 from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.outcomes import Gone, NotFound
 from fhir_gateway.store import repository
@@ -79,7 +79,6 @@ from fhir_gateway.store.everything import (
 )
 from fhir_gateway.store.models import ResourceRow, UtcDateTime, search_reference
 from fhir_gateway.store.reads import (
-    _AUDIT_PARAMS,
     ConnectionReader,
     PostgresReader,
     ReadAccess,
@@ -208,76 +207,6 @@ def in_session(
 
 
 # --- On PostgreSQL: two statements on the read pool ----------------------------------------
-
-_REL = CareRelationshipRow.__tablename__
-_GRANT = BreakGlassGrantRow.__tablename__
-_DIRECTIVE = ConsentDirectiveRow.__tablename__
-_IDENTITY = IdentityRecord.__tablename__
-
-# $1: the patient asked about. Rows: 'p' the person's source patients (filing order by pk),
-# 'r' relationships, 'g' break-glass grants, 'd' one row if the person has any directive.
-FACTS_SQL = f"""
-WITH person AS MATERIALIZED (
-    SELECT person_id FROM {_IDENTITY} WHERE patient_id = $1
-), ids AS MATERIALIZED (
-    SELECT $1::varchar AS patient_id
-    UNION
-    SELECT i.patient_id FROM {_IDENTITY} i WHERE i.person_id = (SELECT person_id FROM person)
-)
-SELECT 'p' AS what, i.person_id, i.patient_id, NULL::varchar AS kind,
-       NULL::varchar AS organisation, NULL::varchar AS practitioner,
-       NULL::timestamptz AS ends_at, NULL::varchar AS source_organisation, i.pk
-  FROM {_IDENTITY} i WHERE i.person_id = (SELECT person_id FROM person)
-UNION ALL
-SELECT 'r', NULL, c.patient_id, c.kind, c.organisation, c.practitioner, c.ends_at,
-       c.source_organisation, NULL
-  FROM {_REL} c WHERE c.patient_id IN (SELECT patient_id FROM ids)
-UNION ALL
-SELECT 'g', NULL, g.patient_id, NULL, NULL, g.practitioner, g.expires_at, NULL, NULL
-  FROM {_GRANT} g WHERE g.patient_id IN (SELECT patient_id FROM ids)
-UNION ALL
-SELECT 'd', NULL, d.patient_id, NULL, NULL, NULL, NULL, NULL, NULL
-  FROM (SELECT patient_id FROM {_DIRECTIVE}
-         WHERE patient_id IN (SELECT patient_id FROM ids) LIMIT 1) d
-""".encode()
-
-
-@dataclass(frozen=True, slots=True)
-class Who:
-    """The person a request is about, and what consent needs to know about them."""
-
-    person_id: str | None
-    patient_ids: list[str]  # identity's source patients, filing order (or just the one)
-    facts: PersonFacts
-
-
-def who_from_rows(patient_id: str, rows: Sequence[Any]) -> Who:
-    filed = sorted((r for r in rows if r.what == "p"), key=lambda r: r.pk)
-    relationships = tuple(
-        Relationship(
-            patient_id=r.patient_id,
-            kind=r.kind,
-            organisation=r.organisation,
-            practitioner=r.practitioner,
-            ends_at=r.ends_at,
-            source_organisation=r.source_organisation,
-        )
-        for r in rows
-        if r.what == "r"
-    )
-    grants = tuple(
-        Grant(practitioner=r.practitioner, patient_id=r.patient_id, expires_at=r.ends_at)
-        for r in rows
-        if r.what == "g"
-    )
-    facts = PersonFacts(
-        relationships=relationships,
-        grants=grants,
-        has_directives=any(r.what == "d" for r in rows),
-    )
-    if not filed:
-        return Who(None, [patient_id], facts)
-    return Who(filed[0].person_id, [r.patient_id for r in filed], facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,35 +346,8 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
     released_rows: Any = released[0] if len(released) == 1 else union(*released)
     source = released_rows.cte("released")
     # One AuditEvent per person released (at least one), only if the patient may be seen.
-    identity = aliased(IdentityRecord)
-    person = func.coalesce(
-        literal_column("'Person/'", String()) + identity.person_id,
-        literal_column("'Patient/'", String()) + source.c.patient_id,
-    )
-    persons = (
-        select(person.label("person"))
-        .select_from(source.outerjoin(identity, identity.patient_id == source.c.patient_id))
-        .where(source.c.patient_id.is_not(None))
-        .distinct()
-    )
-    nobody = select(null().label("person")).where(
-        not_(exists(select(source.c.patient_id).where(source.c.patient_id.is_not(None))))
-    )
-    who = union_all(persons, nobody).subquery("who")
-    number = func.row_number().over(order_by=who.c.person)
-    # The read's event id with the person's number in its last four digits.
-    event_id = func.concat(
-        func.left(_slot("a_event_id", String()), literal_column("28")),
-        func.lpad(func.to_hex(number), literal_column("4"), literal_column("'0'")),
-    )
-    others = [n for n in _AUDIT_PARAMS if n != "event_id"]
-    values = select(
-        event_id,
-        *(_slot(f"a_{n}", AuditEventRow.__table__.c[n].type) for n in others),
-        who.c.person,
-    ).where(exists(select(anchor.c.deleted).where(anchor.c.deleted.is_(False))))
-    audited = (
-        insert(AuditEventRow).from_select(["event_id", *others, "person"], values).cte("audited")
+    audited = audit_events(
+        source, anchor_ok=exists(select(anchor.c.deleted).where(anchor.c.deleted.is_(False)))
     )
     rows = union_all(*parts).subquery("x")
     withheld: Any = literal(False)
@@ -523,9 +425,7 @@ def page_params(query: EverythingQuery, who: Who, access: ReadAccess) -> dict[st
         params["wanted"] = ArrayText(array_literal(wanted))
     if who.person_id is not None:
         params["person_id"] = who.person_id
-    for name, value in row_values(access.audit).items():
-        if name in _AUDIT_PARAMS:
-            params[f"a_{name}"] = value
+    params.update(audit_params(access.audit))
     return params
 
 

@@ -6,19 +6,32 @@ bounded way on the event loop and then do their database work in the thread pool
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
+import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from psycopg.rows import namedtuple_row
 from sqlalchemy.orm import Session
 
-from consent.audit import Action
+from consent.audit import Action, AuditRecord
 from consent.context import CallerKind
+from consent.visibility import Predicate
 from fhir_gateway.access import request as consent
-from fhir_gateway.access.people import person_references
+from fhir_gateway.access.people import (
+    FACTS_SQL,
+    Who,
+    per_person,
+    person_facts,
+    person_references,
+    person_visibility,
+    who_from_rows,
+)
+from fhir_gateway.audit.inline import audit_params
 from fhir_gateway.audit.repository import add_events
 from fhir_gateway.auth.dependencies import access, authenticate, require_scope, steward_of
 from fhir_gateway.db import UnitOfWork
@@ -29,6 +42,7 @@ from fhir_gateway.outcomes import (
     Invalid,
     MethodNotAllowed,
     NotFound,
+    NotSupported,
     PreconditionFailed,
     information,
 )
@@ -44,12 +58,14 @@ from fhir_gateway.rest.http import (
     parse_prefer,
     read_body,
 )
+from fhir_gateway.search import statement
 from fhir_gateway.search.dates import InvalidDate, parse_range
-from fhir_gateway.search.params import SearchError, parse_search
+from fhir_gateway.search.params import SearchError, SearchRequest, parse_search
+from fhir_gateway.search.query import SearchPage
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import refile, repository, service, transaction
 from fhir_gateway.store.models import ResourceRow
-from fhir_gateway.store.reads import ReadAccess, ResourceReader
+from fhir_gateway.store.reads import PostgresReader, ReadAccess, ResourceReader
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.store.visibility import (
     compile_visibility_live,
@@ -559,7 +575,7 @@ async def _read_access(
     )
 
 
-def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) -> Response:
+async def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) -> Response:
     check_accept(request)
     settings = request.app.state.gateway_settings
     prefer = parse_prefer(request.headers.get("prefer"))
@@ -573,57 +589,30 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
         )
     except SearchError as exc:
         raise Invalid(str(exc)) from exc
-    base = _base(request)
     now = _now()
-    visible_on = _visible_on(request)
-    visible = visible_on(ResourceRow)
-    context = access(request)
-    patients = _searched_patients(items)
-    joined: list[str] = []
-    with _uow(request) as session:
-        if len(patients) == 1:
-            # A search about one person: consent's person-level parts decided once. By
-            # ``patient`` every match belongs to that patient; by ``subject`` it may not.
-            _person, joined = identity.joined_patients(session, patients[0])
-            person_visible = consent.visible_for_person(
-                request, session, [*joined, patients[0]], now=now
-            )
-            by_patient = any(name.startswith("patient") for name, _value in items)
-            visible = person_visible.within if by_patient else person_visible.guarded
-        result = service.search(
-            session,
-            search_request,
-            base_url=base,
-            visible_on=visible_on,
-            visible_rows=visible,
-        )
-        # An included resource whose type the scopes do not let the caller read is left out.
-        included = [r for r in result.included if context.allows(r.resource_type, "r")]
-        _audit_page(
-            request,
-            session,
-            interaction="search-type",
-            resources=[*result.page.resources, *included],
-            now=now,
-        )
-        withheld = False
-        if (
-            len(patients) == 1
-            and "_cursor" not in dict(items)
-            and _may_be_told_of_withholding(request, session, patients[0], visible)
-        ):
-            withheld = something_withheld(
-                session,
-                patient_ids=sorted({*joined, *patients}),
-                visible=visible,
-                types=[resource_type],
-            )
+    plan = _SearchPlan(
+        request=search_request,
+        items=items,
+        base_url=_base(request),
+        now=now,
+        predicate=await consent.visible_async(request),
+        audit=consent.audit_record(request, action=Action.READ, interaction="search-type", now=now),
+        told=access(request).kind is not CallerKind.PATIENT,
+    )
+    reader = _reader(request)
+    found: tuple[SearchPage, list[StoredResource], bool] | None = None
+    if isinstance(reader, PostgresReader) and statement.fits(search_request):
+        found = await _search_on_pool(reader, plan)
+    if found is None:
+        found = await run_in_threadpool(_search_in_session, request, plan)
+    page, included, withheld = found
     ignored = set(search_request.ignored)
     kept = [(k, v) for k, v in items if k not in ignored]
     body = render.searchset(
-        result.page,
-        included,
-        base_url=base,
+        page,
+        # An included resource whose type the scopes do not let the caller read is left out.
+        [r for r in included if access(request).allows(r.resource_type, "r")],
+        base_url=plan.base_url,
         resource_type=resource_type,
         params=kept,
         summary=search_request.summary,
@@ -631,6 +620,146 @@ def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) 
         withheld=withheld,
     )
     return fhir_response(body)
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchPlan:
+    """A search, checked, and who asks it."""
+
+    request: SearchRequest
+    items: list[tuple[str, str]]
+    base_url: str
+    now: datetime
+    predicate: Predicate
+    audit: AuditRecord
+    told: bool  # the caller may be told that something is withheld (not the person)
+
+    @property
+    def patients(self) -> list[str]:
+        return _searched_patients(self.items)
+
+    @property
+    def about_one_patient(self) -> str | None:
+        patients = self.patients
+        return patients[0] if len(patients) == 1 else None
+
+    @property
+    def by_patient(self) -> bool:
+        # By ``patient`` every match belongs to that patient; by ``subject`` it may not.
+        return any(name.startswith("patient") for name, _value in self.items)
+
+    @property
+    def may_tell(self) -> bool:
+        return self.told and "_cursor" not in dict(self.items)
+
+    def visible_on(self, row: Any) -> Any:
+        return compile_visibility_live(self.predicate, row=row)
+
+    def statement(self, who: Who | None) -> tuple[statement.PageSelect, Any]:
+        """The page statement (``search.statement``) and its SQL and parameters (None when
+        it cannot run raw)."""
+        patient = self.about_one_patient
+        visible: Any
+        withholding = None
+        if who is None or patient is None:
+            visible = self.visible_on(ResourceRow)
+        else:
+            ids = sorted({*who.patient_ids, patient})
+            forms = person_visibility(self.predicate, who.facts, ids, now=self.now)
+            visible = forms.within if self.by_patient else forms.guarded
+            if self.may_tell:
+                withholding = statement.Withholding(patient, ids, visible)
+        try:
+            selected = statement.page_select(
+                self.request,
+                base_url=self.base_url,
+                visible_on=self.visible_on,
+                visible=visible,
+                withholding=withholding,
+            )
+        except SearchError as exc:
+            raise (NotSupported if exc.unsupported else Invalid)(str(exc)) from exc
+        given = {
+            "limit": self.request.count + 1,
+            "count": self.request.count,
+            "consent_now_live": self.now,
+            **audit_params(self.audit),
+        }
+        return selected, statement.compose(selected, given)
+
+
+async def _search_on_pool(
+    reader: PostgresReader, plan: _SearchPlan
+) -> tuple[SearchPage, list[StoredResource], bool] | None:
+    """The search as one statement on the read pool (after the person's facts, for a search
+    about one patient); None when it cannot run raw."""
+    patient = plan.about_one_patient
+    async with reader.pool.connection() as conn:
+        who = None
+        if patient is not None:
+            cursor = await conn.execute(FACTS_SQL, [patient])
+            who = who_from_rows(patient, await cursor.fetchall())
+        selected, prepared = plan.statement(who)
+        if prepared is None:
+            return None
+        cursor = await conn.execute(*prepared)
+        rows = await cursor.fetchall()
+    page, withheld = statement.page_from_rows(plan.request, selected, rows)
+    return page, [], withheld
+
+
+def _search_in_session(
+    request: Request, plan: _SearchPlan
+) -> tuple[SearchPage, list[StoredResource], bool]:
+    search_request = plan.request
+    patient = plan.about_one_patient
+    with _uow(request) as session:
+        connection = session.connection()
+        if connection.dialect.name == "postgresql" and statement.fits(search_request):
+            # The same statement as on the read pool, in this transaction.
+            driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
+            with psycopg.RawCursor(driver, row_factory=namedtuple_row) as cursor:
+                who = None
+                if patient is not None:
+                    who = who_from_rows(patient, cursor.execute(FACTS_SQL, [patient]).fetchall())
+                selected, prepared = plan.statement(who)
+                if prepared is not None:
+                    rows = cursor.execute(*prepared).fetchall()
+                    page, withheld = statement.page_from_rows(search_request, selected, rows)
+                    return page, [], withheld
+        visible = plan.visible_on(ResourceRow)
+        joined: list[str] = []
+        if patient is not None:
+            # A search about one person: consent's person-level parts decided once.
+            _person, joined = identity.joined_patients(session, patient)
+            ids = sorted({*joined, patient})
+            forms = person_visibility(plan.predicate, person_facts(session, ids), ids, now=plan.now)
+            visible = forms.within if plan.by_patient else forms.guarded
+        result = service.search(
+            session,
+            search_request,
+            base_url=plan.base_url,
+            visible_on=plan.visible_on,
+            visible_rows=visible,
+        )
+        included = [r for r in result.included if access(request).allows(r.resource_type, "r")]
+        persons = person_references(
+            session, (r.patient_id for r in [*result.page.resources, *included])
+        ).values()
+        add_events(session, per_person(plan.audit, persons))
+        withheld = False
+        if (
+            patient is not None
+            and plan.may_tell
+            and _may_be_told_of_withholding(request, session, patient, visible)
+        ):
+            withheld = something_withheld(
+                session,
+                patient_ids=sorted({*joined, patient}),
+                visible=visible,
+                types=[search_request.resource_type],
+            )
+    return result.page, included, withheld
 
 
 def _may_be_told_of_withholding(
@@ -659,8 +788,8 @@ def _searched_patients(items: list[tuple[str, str]]) -> list[str]:
 
 
 @router.get("/{resource_type}")
-def search_get(request: Request, resource_type: str) -> Response:
-    return _search(request, resource_type, list(request.query_params.multi_items()))
+async def search_get(request: Request, resource_type: str) -> Response:
+    return await _search(request, resource_type, list(request.query_params.multi_items()))
 
 
 @router.post("/{resource_type}/_search")
@@ -672,7 +801,7 @@ async def search_post(request: Request, resource_type: str) -> Response:
     items = list(request.query_params.multi_items()) + parse_qsl(
         body.decode(), keep_blank_values=True
     )
-    return await run_in_threadpool(_search, request, resource_type, items)
+    return await _search(request, resource_type, items)
 
 
 async def _resource_body(request: Request) -> dict[str, Any]:

@@ -385,6 +385,10 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
     return or_(not_(has_any), and_(not_sealed, or_(best_deny == _NONE, best_deny < best_permit)))
 
 
+# Made once: an alias is costly to make, and this one is used on every search about a person.
+_SEALED = aliased(ConsentDirectiveRow)
+
+
 def withheld_clause(
     *,
     patients: ColumnElement[bool],
@@ -396,7 +400,7 @@ def withheld_clause(
     existence is not to be hinted at). Only what a source recorded counts: not carejoin's own
     identity records, and not the person's choices (a Consent sealing an item names it); and
     so ``NOT visible`` never meets a row without a source or a patient."""
-    sealed = aliased(ConsentDirectiveRow)
+    sealed = _SEALED
     conditions = [
         patients,
         ResourceRow.deleted.is_(False),
