@@ -45,6 +45,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
@@ -163,6 +164,54 @@ def _in_set_postgresql(element: InSet, compiler: SQLCompiler, **kw: Any) -> str:
 def in_set(column: Any, values: Iterable[str]) -> ColumnElement[bool]:
     """``column`` is one of ``values`` (see ``InSet``)."""
     return InSet(column, values)
+
+
+class Lacks(ColumnElement[bool]):
+    """``column`` does not contain ``fragment`` (or, ``at_end``, does not end with it),
+    compared exactly, case included: security codes are case-sensitive (``NOPAT`` is not
+    ``nopat``).
+
+    On PostgreSQL (and any other database) this is ``NOT LIKE`` with the fragment escaped,
+    which is case-sensitive there. SQLite's ``LIKE`` ignores the case of ASCII letters, so
+    there it is ``instr(column, fragment) = 0`` (or ``substr(column, -length(fragment)) !=
+    fragment``), which compare bytes. Same answers otherwise: NULL for a NULL column."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True
+    _traverse_internals = [
+        ("portable", InternalTraversal.dp_clauseelement),
+        ("exact", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: Any, fragment: str, *, at_end: bool) -> None:
+        self.portable = not_(
+            column.endswith(fragment, autoescape=True)
+            if at_end
+            else column.contains(fragment, autoescape=True)
+        )
+        value = bindparam(None, fragment, type_=String())
+        self.exact = (
+            func.substr(column, -func.length(value)) != value
+            if at_end
+            else func.instr(column, value) == literal_column("0", Integer())
+        )
+
+    def self_group(self, against: Any = None) -> ColumnElement[Any]:
+        # Parenthesised wherever the NOT LIKE form would be, so PostgreSQL's SQL is the
+        # same text as before this element existed.
+        grouped = self.portable.self_group(against=against)
+        return Grouping(self) if grouped is not self.portable else self
+
+
+@compiles(Lacks)
+def _lacks_default(element: Lacks, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.portable, **kw)
+
+
+@compiles(Lacks, "sqlite")
+def _lacks_sqlite(element: Lacks, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.exact, **kw)
 
 
 def in_person(column: Any, patient_column: Any, row: Any = None) -> ColumnElement[bool]:
@@ -295,12 +344,13 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
     if isinstance(node, NotLabelled):
         return or_(
             row.security.is_(None),
-            # Codes are stored "system|code system|code": match a code whole.
+            # Codes are stored "system|code system|code": match a code whole, and exactly
+            # (see ``Lacks``: SQLite's LIKE would ignore case).
             and_(
                 *(
                     and_(
-                        not_(row.security.contains(f"|{c} ", autoescape=True)),
-                        not_(row.security.endswith(f"|{c}", autoescape=True)),
+                        Lacks(row.security, f"|{c} ", at_end=False),
+                        Lacks(row.security, f"|{c}", at_end=True),
                     )
                     for c in sorted(node.codes)
                 )
