@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fhir_gateway.feeds.models import SourceSystemClientRow, SourceSystemRow
@@ -154,12 +155,30 @@ def put_systems(
             raise Conflict(
                 f"ODS code {system.ods} is registered already, as source system '{owner}'"
             )
-    # Systems that swap ODS codes among themselves: free the codes first.
     rows = {s.id: session.get(SourceSystemRow, s.id, with_for_update=True) for s in systems}
-    for system in systems:
+    # Systems that swap ODS codes among themselves: free their codes first (a placeholder no
+    # ODS code can be, unique within this change).
+    for number, system in enumerate(systems):
         row = rows[system.id]
         if row is not None and row.ods_code != system.ods:
-            row.ods_code = f"~{system.id}"[:16]
+            row.ods_code = f"~{number}"
+    try:
+        return _write(session, systems, rows, by=by, now=now)
+    except IntegrityError as exc:  # another request registered the same id or code meanwhile
+        raise Conflict(
+            "Another change to the same source system or ODS code was made at the same time; "
+            "read the registry and try again"
+        ) from exc
+
+
+def _write(
+    session: Session,
+    systems: Sequence[SourceSystem],
+    rows: Mapping[str, SourceSystemRow | None],
+    *,
+    by: str,
+    now: datetime,
+) -> list[tuple[Registered, bool]]:
     session.flush()
     results: list[tuple[Registered, bool]] = []
     for system in systems:

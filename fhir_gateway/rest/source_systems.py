@@ -36,6 +36,7 @@ from fhir_gateway.validation import parse_json
 PATH = "/admin/source-systems"
 router = APIRouter(tags=["source systems"], dependencies=[Depends(authenticate)])
 
+WRITING_PATHS = ("/fhir", "/feeds")  # the routers that bind a writer scope
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READS_BY_POST = ("/_search", "/$match")
 
@@ -53,7 +54,7 @@ class SourceRegistryMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"].startswith(WRITING_PATHS):
             state = scope["app"].state
             store: RegistryStore = state.source_systems
             found = store.fresh()

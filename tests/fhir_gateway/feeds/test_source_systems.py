@@ -188,9 +188,22 @@ def test_privacy_officers_register_read_and_change_source_systems(
         "hospital-z9h",
     ]
 
-    assert audited(connection, "source-system-put") == 3
+    # Two systems trade ODS codes in one change.
+    swapped = client.put(
+        PATH,
+        json={
+            "gp-z90001": {**PRACTICE, "ods": "Z9H"},
+            "hospital-z9h": {**HOSPITAL, "ods": "Z90001"},
+        },
+        headers=headers,
+    )
+    assert swapped.status_code == 200, swapped.text
+    assert swapped.json()["replaced"] == ["gp-z90001", "hospital-z9h"]
+    assert client.get(f"{PATH}/hospital-z9h", headers=headers).json()["ods"] == "Z90001"
+
+    assert audited(connection, "source-system-put") == 5
     assert audited(connection, "source-systems-read") == 3
-    assert audited(connection, "source-system-read") == 1
+    assert audited(connection, "source-system-read") == 2
 
 
 def test_bad_input_is_refused_with_the_right_status(
