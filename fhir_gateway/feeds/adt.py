@@ -259,13 +259,20 @@ def receive(unit_of_work: UnitOfWork, raw: str, *, now: datetime, base_url: str)
     return Receipt(hl7v2.ack(header, "AA", text), "AA", pk, text)
 
 
+def _senders() -> frozenset[str] | None:
+    """The sending facilities the caller may see and replay messages of (None: any)."""
+    scope = writer.current()
+    return None if scope is None else scope.organisations
+
+
 def dead_letters(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(Hl7Message)
-        .where(Hl7Message.status == "rejected")
-        .order_by(Hl7Message.pk)
-        .limit(limit)
-    ).all()
+    """Rejected messages, oldest first: of the caller's own sources only, for a caller bound
+    to organisations (a source system sees its own messages, never another's)."""
+    stmt = select(Hl7Message).where(Hl7Message.status == "rejected")
+    senders = _senders()
+    if senders is not None:
+        stmt = stmt.where(Hl7Message.sender.in_(sorted(senders)))
+    rows = session.scalars(stmt.order_by(Hl7Message.pk).limit(limit)).all()
     return [
         {
             "id": row.pk,
@@ -285,7 +292,8 @@ def replay(unit_of_work: UnitOfWork, pk: int, *, now: datetime, base_url: str) -
     """Process a dead letter again (after the cause was fixed, for example a missing A01)."""
     with unit_of_work() as session:
         row = session.get(Hl7Message, pk)
-        if row is None:
+        senders = _senders()
+        if row is None or (senders is not None and row.sender not in senders):
             raise NotFound(f"There is no HL7 message {pk}")
         raw = row.raw
         status = row.status

@@ -461,6 +461,14 @@ def test_hl7_over_http_is_attributed_and_checked_against_the_sender(
     assert resent.headers["X-HL7-Ack"] == "AA"
     assert resources(connection) == before
 
+    # Dead letters are seen and replayed by their own source only.
+    gp = system(issuer, "millbrook-gp-system", scope="system/Patient.cru system/Encounter.cru")
+    (letter,) = client.get("/feeds/hl7v2/dead-letters", headers=gp).json()["deadLetters"]
+    assert letter["sender"] == "Z90001"
+    assert client.get("/feeds/hl7v2/dead-letters", headers=pas).json()["deadLetters"] == []
+    replay = client.post(f"/feeds/hl7v2/dead-letters/{letter['id']}/replay", headers=pas)
+    assert replay.status_code == 404
+
 
 def test_the_summary_shows_each_source_by_its_registered_name(
     client: TestClient, issuer: DevelopmentIssuer
