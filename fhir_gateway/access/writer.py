@@ -19,8 +19,8 @@ middleware sets it for each request, with whether the request is a write).
 
 The scope is bound for the request (a context variable that the thread pool inherits) by the
 routers' ``bind_writer`` dependency and enforced by ``repository.write_batch``, which every
-write goes through; internal writers (identity, the command line, the demo loader) bind none
-and are trusted.
+write goes through; internal writers (identity, coordination, the demo loader) bind none and
+are trusted, and a command-line feed that names its source binds ``registered_scope``.
 """
 
 from collections.abc import Iterator
