@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Literal
 
 from nicknames import NickNamer
@@ -126,7 +127,27 @@ class Match:
 
 _nicknames = NickNamer()
 
+# The evidence of every level, per model (its weight ``log2(m/u)`` computed once, not once a
+# comparison). Keyed by the identity of the model's levels, which are kept alive here so
+# that the identity is never reused.
+_EVIDENCE: dict[int, tuple[object, dict[str, dict[str, "FieldEvidence"]]]] = {}
 
+
+def _evidence_table(model: MatchModel) -> dict[str, dict[str, "FieldEvidence"]]:
+    cached = _EVIDENCE.get(id(model.levels))
+    if cached is not None and cached[0] is model.levels:
+        return cached[1]
+    if len(_EVIDENCE) > 64:
+        _EVIDENCE.clear()
+    table = {
+        name: {level: FieldEvidence(name, level, model.weight(name, level)) for level in levels}
+        for name, levels in model.levels.items()
+    }
+    _EVIDENCE[id(model.levels)] = (model.levels, table)
+    return table
+
+
+@lru_cache(maxsize=1 << 16)
 def _nickname_of(a: str, b: str) -> bool:
     """One is a short form of the other (Bill, William), or both are short forms of one
     name (Bill, Will). The data set also lists some full names as "canonical" forms of other
@@ -164,8 +185,8 @@ def compare_given(a: Demographics, b: Demographics) -> str | None:
         return None
     if a.given == b.given:
         return "exact"
-    if any(_nickname_of(x, y) for x in a.given_names for y in b.given_names) or (
-        a.given_names & b.given_names
+    if (a.given_names & b.given_names) or any(
+        _nickname_of(x, y) for x in a.given_names for y in b.given_names
     ):
         return "nickname"
     if JaroWinkler.similarity(a.given, b.given) >= 0.90:
@@ -175,11 +196,16 @@ def compare_given(a: Demographics, b: Demographics) -> str | None:
     return "different"
 
 
+@lru_cache(maxsize=1 << 16)
+def _digits(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
 def _date_typo(a: date, b: date) -> bool:
     if a.year == b.year and a.month == b.day and a.day == b.month:
         return True
     # Optimal string alignment: one wrong, missing or extra digit, or two adjacent swapped.
-    return OSA.distance(a.strftime("%Y%m%d"), b.strftime("%Y%m%d")) == 1
+    return OSA.distance(_digits(a), _digits(b), score_cutoff=1) == 1
 
 
 def compare_birth_date(a: Demographics, b: Demographics) -> str | None:
@@ -204,9 +230,10 @@ def compare_postcode(a: Demographics, b: Demographics) -> str | None:
     if not a.postcodes or not b.postcodes:
         return None
     # Any address either source knows: people move, and one source hears first.
-    if set(a.postcodes) & set(b.postcodes):
+    if any(p in b.postcodes for p in a.postcodes):
         return "exact"
-    if {postcode_sector(p) for p in a.postcodes} & {postcode_sector(p) for p in b.postcodes}:
+    sectors = {postcode_sector(p) for p in b.postcodes}
+    if any(postcode_sector(p) in sectors for p in a.postcodes):
         return "sector"
     return "different"
 
@@ -232,11 +259,12 @@ def score(
     a: Demographics, b: Demographics, model: MatchModel = DEFAULT_MODEL
 ) -> tuple[float, tuple[FieldEvidence, ...]]:
     """The match weight of ``a`` against ``b`` and the evidence field by field."""
+    table = _evidence_table(model)
     evidence = []
     for name, compare in COMPARISONS.items():
         level = compare(a, b)
         if level is not None:
-            evidence.append(FieldEvidence(name, level, model.weight(name, level)))
+            evidence.append(table[name][level])
     total = model.prior_weight + sum(e.weight for e in evidence)
     return total, tuple(evidence)
 
