@@ -49,6 +49,7 @@ from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
+from consent.directives import CONFIDENTIALITY_AT_LEAST
 from consent.visibility import (
     AllOf,
     AnyOf,
@@ -394,13 +395,70 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
     )
 
 
+class Position(ColumnElement[Integer]):
+    """Where ``needle`` first occurs in ``haystack`` (1-based; 0 when absent, NULL for a NULL
+    operand), compared exactly, case included: ``instr`` on SQLite, ``strpos`` on
+    PostgreSQL. (LIKE would read the ``_`` of a category code as a wildcard, and SQLite's
+    LIKE ignores case.)"""
+
+    inherit_cache = True
+    type = Integer()
+    _traverse_internals = [
+        ("haystack", InternalTraversal.dp_clauseelement),
+        ("needle", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, haystack: Any, needle: Any) -> None:
+        self.haystack = haystack
+        self.needle = needle
+
+
+@compiles(Position)
+def _position_default(element: Position, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(func.instr(element.haystack, element.needle), **kw)
+
+
+@compiles(Position, "postgresql")
+def _position_postgresql(element: Position, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(func.strpos(element.haystack, element.needle), **kw)
+
+
+def _label_covers(d: Any, row: Any) -> ColumnElement[bool]:
+    """The directive row ``d`` names no label, or ``row`` carries it: a category among the
+    stored categories (`` a b ``), or a confidentiality code at least as high in the stored
+    ``meta.security`` (``system|code``, codes compared whole, as ``NotLabelled`` does). The
+    same test as ``consent.directives.label_covers``."""
+    zero = literal_column("0", Integer())
+    security = row.security + _BLANK
+    confidentiality = [
+        and_(
+            d.label == literal_column(f"'{code}'", String()),
+            or_(
+                *(
+                    Position(security, literal_column(f"'|{c} '", String())) > zero
+                    for c in sorted(at_least)
+                )
+            ),
+        )
+        for code, at_least in sorted(CONFIDENTIALITY_AT_LEAST.items())
+    ]
+    return or_(
+        d.label.is_(None),
+        Position(row.sensitivity, _BLANK + d.label + _BLANK) > zero,
+        *confidentiality,
+    )
+
+
 def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElement[bool]:
     d = aliased(ConsentDirectiveRow)
     table = ConsentDirectiveRow.__table__
     # Most people record no directive: say so with two index lookups before anything else.
     has_any = exists_for_person(table, table.c.patient_id, row)
 
-    def applicable(extra: ColumnElement[bool]) -> Any:
+    def applicable(extra: ColumnElement[bool], *, labels: bool = True) -> Any:
+        # A directive narrowed to a label applies only where the resource carries it. (Not
+        # asked for sealed items: a provision naming items names no label.)
+        covered = (_label_covers(d, row),) if labels else ()
         return select(d.level).where(
             in_person(d.patient_id, row.patient_id, row),
             or_(d.starts_at.is_(None), d.starts_at <= now),
@@ -413,10 +471,13 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             else d.recipient_role.is_(None),
             or_(d.source_organisation.is_(None), d.source_organisation == row.source_org),
             or_(d.item.is_(None), d.item == row.resource_type + _SLASH + row.resource_id),
+            *covered,
             extra,
         )
 
-    not_sealed = not_(exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)))))
+    not_sealed = not_(
+        exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)), labels=False))
+    )
     best_permit = func.coalesce(
         applicable(d.decision == _PERMIT).with_only_columns(func.max(d.level)).scalar_subquery(),
         _NONE,
