@@ -395,7 +395,7 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
     )
 
 
-class Position(ColumnElement[Integer]):
+class Position(ColumnElement[int]):
     """Where ``needle`` first occurs in ``haystack`` (1-based; 0 when absent, NULL for a NULL
     operand), compared exactly, case included: ``instr`` on SQLite, ``strpos`` on
     PostgreSQL. (LIKE would read the ``_`` of a category code as a wildcard, and SQLite's
