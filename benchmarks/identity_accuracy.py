@@ -85,6 +85,10 @@ def measure(keys: Sequence[str], patients: Sequence[dict[str, Any]]) -> Measured
         "twins_wrongly_linked_pairs": twins,
         "babies_wrongly_linked_pairs": babies,
         "reviews": len(plan.reviews),
+        # the review band: records with at least one review, and reviews of one person's two
+        # records (the band's yield: the rest a steward rejects)
+        "records_in_review": len({r for i, j, *_ in plan.reviews for r in (i, j)}),
+        "reviews_of_one_person": sum(1 for i, j, *_ in plan.reviews if keys[i] == keys[j]),
         "pairs_scored": plan.pairs_scored,
         "link_seconds": elapsed,
     }

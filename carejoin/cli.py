@@ -29,6 +29,40 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
+SOURCE_HELP = (
+    "The registered source system this feed comes from (its id or ODS code; "
+    "`carejoin sources list`). Required once any source system is registered."
+)
+
+
+def _registry_enforced_always(settings: Settings) -> bool:
+    """As the service decides: enforced even while empty where it trusts an external
+    identity provider (production)."""
+    return settings.environment == "production" or not settings.auth.development_issuer
+
+
+def _feed_source(factory: sessionmaker[Session], settings: Settings, name: str | None) -> Any:
+    """The active source system a command-line feed names, checked against the registry;
+    None where no registry is in force and none is named (trusted, as before)."""
+    from fhir_gateway.feeds import registry
+
+    with factory.begin() as session:
+        known = registry.registry(session, always_enforced=_registry_enforced_always(settings))
+    if name is None:
+        if known.enforced:
+            raise typer.BadParameter(
+                "--source is required: the registry of source systems is in force "
+                "(`carejoin sources list`)"
+            )
+        return None
+    system = known.named(name)
+    if system is None:
+        raise typer.BadParameter(f"{name} is not a registered source system (id or ODS code)")
+    if not system.active:
+        raise typer.BadParameter(f"Source system {system.id} is not active")
+    return system
+
+
 def _serve(host: str, port: int) -> None:
     settings = get_settings()
     engine = create_engine_for(settings.database_url)
@@ -50,17 +84,22 @@ def serve(
 def mllp(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (MLLP).")] = 2575,
+    source: Annotated[str | None, typer.Option(help=SOURCE_HELP)] = None,
 ) -> None:
-    """Receive HL7 v2 ADT messages over MLLP; each is applied, acknowledged and kept."""
+    """Receive HL7 v2 ADT messages over MLLP; each is applied, acknowledged and kept.
+    Messages whose MSH-4 is not the named source's ODS code are refused (AR)."""
     import asyncio
 
+    from fhir_gateway.access.writer import registered_scope
     from fhir_gateway.app import unit_of_work_factory
     from fhir_gateway.feeds import mllp as listener
 
     settings = get_settings()
     engine = create_engine_for(settings.database_url)
     migrate.upgrade(engine)
-    unit_of_work = unit_of_work_factory(session_factory_for(engine))
+    factory = session_factory_for(engine)
+    system = _feed_source(factory, settings, source)
+    unit_of_work = unit_of_work_factory(factory)
 
     async def run() -> None:
         server = await listener.serve(
@@ -69,8 +108,10 @@ def mllp(
             port=port,
             base_url=settings.base_url.rstrip("/"),
             max_bytes=settings.max_body_bytes,
+            scope=None if system is None else registered_scope(system.ods),
         )
-        typer.echo(f"Listening for HL7 v2 over MLLP on {host}:{port}")
+        sender = f" from {system.name} ({system.ods})" if system is not None else ""
+        typer.echo(f"Listening for HL7 v2 over MLLP on {host}:{port}{sender}")
         async with server:
             await server.serve_forever()
 
@@ -90,20 +131,25 @@ def import_(
             min=1, help="Worker processes (default: one per CPU on PostgreSQL, one on SQLite)."
         ),
     ] = None,
+    source: Annotated[str | None, typer.Option(help=SOURCE_HELP)] = None,
 ) -> None:
     """Bulk-load FHIR NDJSON (a source's initial load), with a progress bar.
 
     Resources keep their ids, so importing a file again changes nothing; bad lines are
-    reported with their line number and the rest is loaded. Exits 1 if any line failed.
+    reported with their line number and the rest is loaded. With --source, what has no
+    meta.source is attributed to that source, and lines of another source are refused.
+    Exits 1 if any line failed.
     """
     from fhir_gateway.app import unit_of_work_factory
 
     settings = get_settings()
     engine = create_engine_for(settings.database_url)
     migrate.upgrade(engine)
-    unit_of_work = unit_of_work_factory(session_factory_for(engine))
+    factory = session_factory_for(engine)
+    unit_of_work = unit_of_work_factory(factory)
     failed = 0
     try:
+        system = _feed_source(factory, settings, source)
         for path in files:
             if not path.is_file():
                 raise typer.BadParameter(f"{path} is not a file")
@@ -111,9 +157,9 @@ def import_(
                 (os.cpu_count() or 1) if engine.dialect.name == "postgresql" else 1
             )
             if workers > 1:
-                report = _import_parallel(path, settings.database_url, batch, workers)
+                report = _import_parallel(path, settings.database_url, batch, workers, system)
             else:
-                report = _import_file(path, unit_of_work, batch)
+                report = _import_file(path, unit_of_work, batch, system)
             typer.echo(
                 f"{path}: {sum(report.created.values())} created, "
                 f"{sum(report.updated.values())} updated, "
@@ -130,7 +176,7 @@ def import_(
         raise typer.Exit(1)
 
 
-def _import_parallel(path: Path, url: str, batch: int, workers: int) -> Any:
+def _import_parallel(path: Path, url: str, batch: int, workers: int, system: Any) -> Any:
     from fhir_gateway.feeds import bulk
 
     with path.open("rb") as handle:
@@ -149,10 +195,11 @@ def _import_parallel(path: Path, url: str, batch: int, workers: int) -> Any:
             processes=workers,
             batch_size=batch,
             progress=lambda n: progress.advance(task, n),
+            source=system,
         )
 
 
-def _import_file(path: Path, unit_of_work: Any, batch: int) -> Any:
+def _import_file(path: Path, unit_of_work: Any, batch: int, system: Any) -> Any:
     from fhir_gateway.feeds import bulk
 
     total = path.stat().st_size
@@ -181,7 +228,12 @@ def _import_file(path: Path, unit_of_work: Any, batch: int) -> Any:
             progress.update(task, completed=read, resources=imported)
 
         report = bulk.import_ndjson(
-            unit_of_work, lines(), now=datetime.now(UTC), batch_size=batch, progress=advance
+            unit_of_work,
+            lines(),
+            now=datetime.now(UTC),
+            batch_size=batch,
+            progress=advance,
+            source=system,
         )
         progress.update(task, completed=total)
     return report
@@ -190,10 +242,12 @@ def _import_file(path: Path, unit_of_work: Any, batch: int) -> Any:
 @app.command("import-cld")
 def import_cld(
     file: Annotated[Path, typer.Argument(help="The council's CLD-shaped extract (CSV).")],
+    source: Annotated[str | None, typer.Option(help=SOURCE_HELP)] = None,
 ) -> None:
     """Load a social care extract: good rows load, bad rows are listed by number, re-loading
     changes nothing, and events withdrawn since an earlier extract of the period are marked
-    entered-in-error. Exits 1 if any row was refused."""
+    entered-in-error. With --source, rows of another council (LA_Code) are refused. Exits 1
+    if any row was refused."""
     from fhir_gateway.app import unit_of_work_factory
     from fhir_gateway.feeds import social_care
 
@@ -203,9 +257,11 @@ def import_cld(
     engine = create_engine_for(settings.database_url)
     migrate.upgrade(engine)
     try:
+        factory = session_factory_for(engine)
+        system = _feed_source(factory, settings, source)
         with file.open(encoding="utf-8-sig", newline="") as handle:
             report = social_care.load(
-                unit_of_work_factory(session_factory_for(engine)), handle, now=datetime.now(UTC)
+                unit_of_work_factory(factory), handle, now=datetime.now(UTC), source=system
             )
     finally:
         engine.dispose()
@@ -424,6 +480,7 @@ def demo(
     factory = session_factory_for(engine)
     base_url = settings.base_url.rstrip("/")
     locality = generate_locality(people=people, seed=seed)
+    _register_demo_sources(factory)
 
     def load(bundle: dict[str, object]) -> int:
         with factory.begin() as session:
@@ -469,6 +526,104 @@ def demo(
 
 
 DEMO_AGREEMENT = Path(__file__).resolve().parent / "data" / "demo_agreement.json"
+
+
+def _register_demo_sources(factory: sessionmaker[Session]) -> None:
+    """Register the demo's source systems (GP practices, hospital, council), unless source
+    systems are registered already."""
+    from carejoin.demo import source_systems
+    from fhir_gateway.feeds import registry
+
+    with factory.begin() as session:
+        if registry.list_systems(session):
+            typer.echo("Source systems are registered already; the demo's were not.")
+            return
+        saved = registry.put_systems(
+            session,
+            registry.parse_document(source_systems()),
+            by="carejoin demo",
+            now=datetime.now(UTC),
+        )
+    typer.echo(f"Registered {len(saved)} source systems (carejoin sources list).")
+
+
+sources_app = typer.Typer(
+    help="The registry of source systems (docs/feeds.md).", no_args_is_help=True
+)
+app.add_typer(sources_app, name="sources")
+
+
+@sources_app.command("load")
+def sources_load(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Create or replace the source systems in a JSON file ({id: system} or a list of systems
+    with their ids); systems it does not name are left as they are."""
+    import orjson
+
+    from fhir_gateway.feeds import registry
+    from fhir_gateway.outcomes import OutcomeError
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        try:
+            document = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise typer.BadParameter(f"{path} is not JSON: {exc}") from exc
+        try:
+            with session_factory_for(engine).begin() as session:
+                saved = registry.put_systems(
+                    session,
+                    registry.parse_document(document),
+                    by=f"carejoin sources load {path.name}"[:140],
+                    now=datetime.now(UTC),
+                )
+        except OutcomeError as exc:
+            raise typer.BadParameter(exc.message) from exc
+    finally:
+        engine.dispose()
+    for item, created in saved:
+        system = item.system
+        typer.echo(
+            f"{'Registered' if created else 'Replaced'} {system.id}: {system.name} "
+            f"({system.kind}, {system.ods}){'' if system.active else ', inactive'}; "
+            f"clients: {', '.join(system.clients) or 'none'}"
+        )
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """List the registered source systems and the clients that may send as each."""
+    from fhir_gateway.feeds import registry
+
+    settings = get_settings()
+    engine = create_engine_for(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        with session_factory_for(engine).begin() as session:
+            found = registry.list_systems(session)
+    finally:
+        engine.dispose()
+    if not found:
+        enforced = _registry_enforced_always(settings)
+        typer.echo(
+            "No source systems are registered: "
+            + (
+                "no system client may write (production)."
+                if enforced
+                else "system clients write as their own organisation (development)."
+            )
+        )
+        return
+    for item in found:
+        system = item.system
+        typer.echo(
+            f"{system.id:24} {system.ods:8} {system.kind:12} "
+            f"{'active' if system.active else 'inactive':8} {system.name}; "
+            f"clients: {', '.join(system.clients) or 'none'}"
+        )
 
 
 def _load_demo_agreement(factory: sessionmaker[Session]) -> None:

@@ -24,15 +24,26 @@ directive):
   or a role given as an identifier in ``https://fhir.carejoin.example/CodeSystem/role``.
   With role ``CST`` (custodian): the source organisation whose data it concerns.
 - ``provision.data`` references (meaning ``instance``): sealed items when denied.
+- ``provision.securityLabel``: the directive applies only to data carrying that label (one
+  directive per label, so several labels mean data carrying any of them): a sensitive-data
+  category, named by its sensitivity code (the DS4P code, one the value sets recognise, or
+  carejoin's own), matched against the categories stored with the resource; or a v3
+  Confidentiality code ``R`` or ``V``, meaning data at least that confidential (``R``: R or
+  V), matched against its stored ``meta.security``. Naming a label adds one to the
+  level (a label alone 1; with a source or a recipient 2; with both 3, as an item). A label
+  the value sets do not define, a lower confidentiality, or a label with an item, is refused.
 - ``provision.period``: when it applies (an objection without an end applies until
   withdrawn: the Consent is made inactive or deleted).
 """
 
 import re
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
+
+from consent.labels import CONFIDENTIALITY, ValueSets, category_of_label, default_value_sets
 
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 ROLE_SYSTEM = "https://fhir.carejoin.example/CodeSystem/role"
@@ -45,9 +56,12 @@ UNSUPPORTED_NARROWING = (
     "code",
     "dataPeriod",
     "purpose",
-    "securityLabel",
 )
 SOURCE_ROLES = frozenset({"CST"})
+# A confidentiality code in a narrowing names the data at least that confidential: the codes
+# a resource's stored ``meta.security`` may carry for each (HL7 v3 Confidentiality).
+CONFIDENTIALITY_AT_LEAST = {"R": frozenset({"R", "V"}), "V": frozenset({"V"})}
+_CONFIDENTIALITY_SYSTEMS = frozenset({CONFIDENTIALITY, "http://hl7.org/fhir/v3/Confidentiality"})
 
 OrganisationResolver = Callable[[str], str | None]  # "Organization/x" -> ODS code
 
@@ -65,6 +79,8 @@ class Directive:
     recipient_role: str | None = None
     source_organisation: str | None = None
     item: str | None = None  # "Type/id" of a sealed (or specifically permitted) item
+    # The label it is narrowed to: a sensitive category, or confidentiality "R" / "V".
+    label: str | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
@@ -76,6 +92,25 @@ class Directive:
         return (self.starts_at is None or self.starts_at <= now) and (
             self.ends_at is None or now < self.ends_at
         )
+
+    def covers(self, sensitivity: AbstractSet[str], security: AbstractSet[str]) -> bool:
+        """Whether data with these stored categories and ``meta.security`` codes is what
+        this directive is about (always, when it names no label)."""
+        return label_covers(self.label, sensitivity, security)
+
+
+def label_covers(
+    label: str | None, sensitivity: AbstractSet[str], security: AbstractSet[str]
+) -> bool:
+    """A directive's ``label`` applies to data with these stored categories and security
+    codes: no label applies to everything; a confidentiality code to data at least that
+    confidential; a category to data stored with it."""
+    if label is None:
+        return True
+    at_least = CONFIDENTIALITY_AT_LEAST.get(label)
+    if at_least is not None:
+        return not at_least.isdisjoint(security)
+    return label in sensitivity
 
 
 def _as_map(value: object) -> Mapping[str, object]:
@@ -104,13 +139,15 @@ def directives_from_consent(
     patient_id: str,
     resolve_organisation: OrganisationResolver,
     parse_instant: Callable[[str, bool], datetime],
+    value_sets: ValueSets | None = None,
 ) -> list[Directive]:
     """The directives a Consent records for ``patient_id`` (none unless active privacy).
 
     ``parse_instant(text, end)`` turns a FHIR dateTime into the start (``end`` False) or the
     end (True) of the period it denotes. Raises DirectiveError for what cannot be enforced
     (an actor that is neither an organisation nor a role, an unknown actor role, a provision
-    without a type), so a choice is never recorded as something it is not.
+    without a type, a security label ``value_sets`` do not define), so a choice is never
+    recorded as something it is not.
     """
     if consent.get("status") != "active" or not is_privacy_consent(consent):
         return []
@@ -118,8 +155,35 @@ def directives_from_consent(
     if not top:
         raise DirectiveError("A privacy Consent needs a provision saying deny or permit")
     found: list[Directive] = []
-    _walk(top, patient_id, None, None, resolve_organisation, parse_instant, found, "provision")
+    labels = _Labels(value_sets or default_value_sets())
+    _walk(
+        top, patient_id, None, None, resolve_organisation, parse_instant, labels, found, "provision"
+    )
     return found
+
+
+class _Labels:
+    def __init__(self, value_sets: ValueSets) -> None:
+        self.value_sets = value_sets
+
+    def of(self, coding: Mapping[str, object], where: str) -> str:
+        """The label a ``provision.securityLabel`` Coding names, as directives store it."""
+        system, code = coding.get("system"), coding.get("code")
+        if not isinstance(system, str) or not isinstance(code, str) or not code:
+            raise DirectiveError(f"{where} must be a Coding with a system and a code")
+        if system in _CONFIDENTIALITY_SYSTEMS:
+            if code in CONFIDENTIALITY_AT_LEAST:
+                return code
+            raise DirectiveError(
+                f"{where}: confidentiality '{code}' names no data this service keeps apart; "
+                "use R or V, or record the choice without a label"
+            )
+        category = category_of_label(system, code, self.value_sets)
+        if category is None:
+            raise DirectiveError(
+                f"{where}: {system}|{code} is not a sensitivity label this service knows"
+            )
+        return category
 
 
 def _walk(
@@ -129,6 +193,7 @@ def _walk(
     inherited_end: datetime | None,
     resolve: OrganisationResolver,
     parse_instant: Callable[[str, bool], datetime],
+    labels: _Labels,
     out: list[Directive],
     where: str,
 ) -> None:
@@ -172,24 +237,40 @@ def _walk(
     recipients: list[tuple[str | None, str | None]] = [(o, None) for o in recipient_orgs] + [
         (None, r) for r in recipient_roles
     ] or [(None, None)]
+    named_labels: list[str | None] = list(
+        dict.fromkeys(
+            labels.of(_as_map(c), f"{where}.securityLabel[{i}]")
+            for i, c in enumerate(_as_list(provision.get("securityLabel")))
+        )
+    )
+    if items and named_labels:
+        raise DirectiveError(
+            f"{where}: name items (data) or security labels, not both, in one provision"
+        )
     source_list: list[str | None] = list(sources) or [None]
     for source in source_list:
         for organisation, role in recipients:
             for item in items or [None]:  # one directive per item named
-                named = (source is not None) + (organisation is not None or role is not None)
-                out.append(
-                    Directive(
-                        patient_id=patient_id,
-                        decision=str(decision),
-                        level=3 if item else named,
-                        recipient_organisation=organisation,
-                        recipient_role=role,
-                        source_organisation=source,
-                        item=item,
-                        starts_at=start,
-                        ends_at=end,
+                for label in named_labels or [None]:  # and one per label
+                    named = (
+                        (source is not None)
+                        + (organisation is not None or role is not None)
+                        + (label is not None)
                     )
-                )
+                    out.append(
+                        Directive(
+                            patient_id=patient_id,
+                            decision=str(decision),
+                            level=3 if item else named,
+                            recipient_organisation=organisation,
+                            recipient_role=role,
+                            source_organisation=source,
+                            item=item,
+                            label=label,
+                            starts_at=start,
+                            ends_at=end,
+                        )
+                    )
     for i, nested in enumerate(_as_list(provision.get("provision"))):
         _walk(
             _as_map(nested),
@@ -198,6 +279,7 @@ def _walk(
             end,
             resolve,
             parse_instant,
+            labels,
             out,
             f"{where}.provision[{i}]",
         )

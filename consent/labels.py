@@ -584,6 +584,12 @@ def label_resource(
     return frozenset(categories), merged
 
 
+def category_of_label(system: str, code: str, value_sets: ValueSets) -> str | None:
+    """The category a sensitivity label names (a category's DS4P code or one of its
+    ``recognised_labels``, under either URI of the v3 code systems), or None."""
+    return value_sets._labels.get((_canonical_system(system), code))
+
+
 def combine(*label_sets: AbstractSet[str]) -> frozenset[str]:
     """The categories of an item derived from others: every category of every source item.
 

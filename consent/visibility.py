@@ -143,7 +143,8 @@ class DirectivesAllow:
 
     Sealed items are always refused. ``lift_objections``: deny directives other than sealed
     items are ignored (break-glass). ``require_permit``: an applicable permit must win (the
-    agreement requires explicit consent).
+    agreement requires explicit consent). A directive narrowed to a security label applies
+    only to resources carrying it (``Directive.covers``): its own data, nothing else.
     """
 
     organisation: str | None
@@ -359,6 +360,7 @@ def _directives_allow(
         and d.recipient_role in (None, role)
         and d.source_organisation in (None, facts.source_organisation)
         and d.item in (None, item)
+        and d.covers(facts.sensitivity, facts.security)
     ]
     if any(d.sealed for d in applicable):
         return False

@@ -26,6 +26,7 @@ from fhir_gateway.auth import dependencies as auth
 from fhir_gateway.auth.clock import Clock, utc_now
 from fhir_gateway.auth.personas import Persona
 from fhir_gateway.db import create_engine_for, session_factory_for
+from fhir_gateway.feeds.registry import RegistryStore
 from fhir_gateway.identity import handlers as identity_handlers
 from fhir_gateway.outcomes import Issue, OutcomeError, outcome
 from fhir_gateway.rest.audit import audit_failure
@@ -39,6 +40,8 @@ from fhir_gateway.rest.router import MEDIA
 from fhir_gateway.rest.router import public_router as fhir_public_router
 from fhir_gateway.rest.router import router as fhir_router
 from fhir_gateway.rest.signin import router as signin_router
+from fhir_gateway.rest.source_systems import SourceRegistryMiddleware
+from fhir_gateway.rest.source_systems import router as source_systems_router
 from fhir_gateway.settings import GatewaySettings
 from fhir_gateway.store.reads import ResourceReader, reader_for
 from fhir_gateway.validation import dumps
@@ -142,6 +145,10 @@ def create_app(
         _bind(app, engine)
     auth.install(app, settings.auth, personas=personas, clock=clock)
     app.state.agreements = AgreementStore(default_path=settings.agreement_path)
+    # The registry of source systems is enforced once anything is registered, and always
+    # where the service trusts the partnership's identity provider (production).
+    app.state.source_systems = RegistryStore(always_enforced=not settings.auth.development_issuer)
+    app.add_middleware(SourceRegistryMiddleware)
     app.include_router(auth_router)
     app.include_router(signin_router)
     app.include_router(fhir_public_router)
@@ -151,6 +158,7 @@ def create_app(
     app.include_router(feeds_router)
     app.include_router(record_router)
     app.include_router(consent_router)
+    app.include_router(source_systems_router)
     _install_error_handlers(app)
     for extension in extensions:
         extension(app)

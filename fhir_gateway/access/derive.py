@@ -138,6 +138,7 @@ def replace_derived(session: Session, writes: Sequence[Any], *, now: datetime) -
                         "recipient_role": d.recipient_role,
                         "source_organisation": d.source_organisation,
                         "item": d.item,
+                        "label": d.label,
                         "starts_at": d.starts_at,
                         "ends_at": d.ends_at,
                     }

@@ -49,6 +49,9 @@ class ConsentDirectiveRow(Base):
     recipient_role: Mapped[str | None] = mapped_column(String(64))
     source_organisation: Mapped[str | None] = mapped_column(String(32))
     item: Mapped[str | None] = mapped_column(String(140))
+    # The security label a narrowed choice applies to: a sensitive-data category
+    # (``mental_health``) or a confidentiality code (``R``, ``V``); null for none.
+    label: Mapped[str | None] = mapped_column(String(64))
     starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -5,6 +5,8 @@ arrival order (each connection is served in order, so a patient's events from on
 applied in the order sent). For each message:
 
 - it is parsed; a message that cannot be read is rejected (``AR``) and kept as a dead letter;
+- a message whose sending facility (MSH-4) is not an organisation the sender may write for
+  (its registered source system, ``access.writer``) is rejected (``AR``) and kept;
 - a message whose MSH-4/MSH-10 was already processed is acknowledged again and not applied
   twice;
 - the event is applied in one transaction: the Patient upserted by the hospital number
@@ -25,6 +27,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fhir_gateway.access import writer
 from fhir_gateway.db import UnitOfWork
 from fhir_gateway.feeds import hl7v2
 from fhir_gateway.feeds.hl7v2 import AdtEvent, Header, Hl7Error
@@ -197,11 +200,26 @@ def _keep(
         return int(row.pk)
 
 
+def _check_sender(header: Header) -> None:
+    """MSH-4 must name an organisation the sender writes for (its source system)."""
+    scope = writer.current()
+    if scope is None or scope.organisations is None:
+        return
+    if header.sending_facility not in scope.organisations:
+        allowed = ", ".join(sorted(scope.organisations)) or "none"
+        raise Hl7Error(
+            "AR",
+            f"MSH-4 names {header.sending_facility}, which this sender may not send as "
+            f"(its source systems: {allowed})",
+        )
+
+
 def receive(unit_of_work: UnitOfWork, raw: str, *, now: datetime, base_url: str) -> Receipt:
     """Process one message end to end and return its acknowledgement."""
     header: Header | None = None
     try:
         message, header = hl7v2.parse(raw)
+        _check_sender(header)
         with unit_of_work() as session:
             seen = session.execute(
                 select(Hl7Message.pk, Hl7Message.status).where(
@@ -241,13 +259,20 @@ def receive(unit_of_work: UnitOfWork, raw: str, *, now: datetime, base_url: str)
     return Receipt(hl7v2.ack(header, "AA", text), "AA", pk, text)
 
 
+def _senders() -> frozenset[str] | None:
+    """The sending facilities the caller may see and replay messages of (None: any)."""
+    scope = writer.current()
+    return None if scope is None else scope.organisations
+
+
 def dead_letters(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(Hl7Message)
-        .where(Hl7Message.status == "rejected")
-        .order_by(Hl7Message.pk)
-        .limit(limit)
-    ).all()
+    """Rejected messages, oldest first: of the caller's own sources only, for a caller bound
+    to organisations (a source system sees its own messages, never another's)."""
+    stmt = select(Hl7Message).where(Hl7Message.status == "rejected")
+    senders = _senders()
+    if senders is not None:
+        stmt = stmt.where(Hl7Message.sender.in_(sorted(senders)))
+    rows = session.scalars(stmt.order_by(Hl7Message.pk).limit(limit)).all()
     return [
         {
             "id": row.pk,
@@ -267,7 +292,8 @@ def replay(unit_of_work: UnitOfWork, pk: int, *, now: datetime, base_url: str) -
     """Process a dead letter again (after the cause was fixed, for example a missing A01)."""
     with unit_of_work() as session:
         row = session.get(Hl7Message, pk)
-        if row is None:
+        senders = _senders()
+        if row is None or (senders is not None and row.sender not in senders):
             raise NotFound(f"There is no HL7 message {pk}")
         raw = row.raw
         status = row.status

@@ -10,6 +10,10 @@ index, history and outbox events are exactly those of any other write.
 
 A bad line never stops the import: it is reported with its line number and reason, and
 every good line is loaded. Each batch is one transaction.
+
+Given its ``source`` (the registered source system ``carejoin import --source`` names), the
+file is that source's: a resource without ``meta.source`` is attributed to it, and a line
+naming another source, or updating another source's record, is refused.
 """
 
 from collections import Counter
@@ -18,10 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fhir_gateway.access import writer
 from fhir_gateway.db import UnitOfWork
+from fhir_gateway.feeds import ods_of_source
+from fhir_gateway.feeds.sources import SourceSystem
 from fhir_gateway.outcomes import OutcomeError
 from fhir_gateway.store import repository, service
-from fhir_gateway.store.repository import PendingWrite
+from fhir_gateway.store.repository import PendingWrite, StoredResource
 from fhir_gateway.validation import parse_json, require_resource_object
 
 
@@ -45,14 +52,32 @@ def _parse_line(line: str | bytes) -> dict[str, Any]:
     return data
 
 
+def _foreign(
+    resource: dict[str, Any], existing: StoredResource | None, source: SourceSystem
+) -> str | None:
+    """Why a line is not ``source``'s to send, if it is not."""
+    meta = resource.get("meta")
+    named = meta.get("source") if isinstance(meta, dict) else None
+    if named and ods_of_source(str(named)) != source.ods:
+        return f"meta.source {named} is not this import's source, {source.name} ({source.uri})"
+    if existing is not None and existing.source_org != source.ods:
+        return (
+            f"{existing.resource_type}/{existing.resource_id} is another source's record; "
+            f"{source.name} may not change it"
+        )
+    return None
+
+
 def _write_batch(
     unit_of_work: UnitOfWork,
     batch: list[tuple[int, dict[str, Any]]],
     report: ImportReport,
     *,
     now: datetime,
+    source: SourceSystem | None = None,
 ) -> None:
-    with unit_of_work() as session:
+    scope = None if source is None else writer.registered_scope(source.ods)
+    with writer.bound(scope), unit_of_work() as session:
         keys = [(str(r["resourceType"]), str(r["id"])) for _n, r in batch]
         current = repository.get_current_many(session, keys, for_update=True)
         writes: list[PendingWrite] = []
@@ -60,6 +85,9 @@ def _write_batch(
         for number, resource in batch:
             key = (str(resource["resourceType"]), str(resource["id"]))
             existing = current.get(key)
+            if source is not None and (problem := _foreign(resource, existing, source)):
+                report.errors.append((number, problem))
+                continue
             try:
                 pending = service.prepare_write(
                     resource,
@@ -99,15 +127,17 @@ def import_ndjson(
     now: datetime,
     batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
+    source: SourceSystem | None = None,
 ) -> ImportReport:
-    """Load every line of ``lines``; returns what was created, updated, unchanged or refused."""
+    """Load every line of ``lines``; returns what was created, updated, unchanged or refused.
+    ``source``: the registered source system the file comes from (see the module's notes)."""
     report = ImportReport()
     batch: list[tuple[int, dict[str, Any]]] = []
     seen: set[tuple[str, str]] = set()
 
     def flush() -> None:
         if batch:
-            _write_batch(unit_of_work, batch, report, now=now)
+            _write_batch(unit_of_work, batch, report, now=now, source=source)
             if progress is not None:
                 progress(len(batch))
             batch.clear()
@@ -132,12 +162,12 @@ def import_ndjson(
     return report
 
 
-def _shard_worker(args: tuple[str, str, int, str]) -> ImportReport:
+def _shard_worker(args: tuple[str, str, int, str, SourceSystem | None]) -> ImportReport:
     """One process's share of a parallel import (its own engine, its own transactions)."""
     from fhir_gateway.app import unit_of_work_factory
     from fhir_gateway.db import create_engine_for, session_factory_for
 
-    url, shard_path, batch_size, now_text = args
+    url, shard_path, batch_size, now_text, source = args
     engine = create_engine_for(url, pool_size=1)
     numbers: list[int] = []
 
@@ -154,6 +184,7 @@ def _shard_worker(args: tuple[str, str, int, str]) -> ImportReport:
             lines(),
             now=datetime.fromisoformat(now_text),
             batch_size=batch_size,
+            source=source,
         )
     finally:
         engine.dispose()
@@ -170,6 +201,7 @@ def import_file(
     processes: int,
     batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
+    source: SourceSystem | None = None,
 ) -> ImportReport:
     """Import an NDJSON file with ``processes`` worker processes.
 
@@ -191,8 +223,8 @@ def import_file(
         handles = [open(p, "wb") for p in paths]  # noqa: SIM115 (closed below)
         sizes = [0] * shards
         try:
-            with open(path, "rb") as source:
-                for number, raw in enumerate(source, 1):
+            with open(path, "rb") as ndjson:
+                for number, raw in enumerate(ndjson, 1):
                     line = raw.strip()
                     if not line:
                         continue
@@ -214,7 +246,7 @@ def import_file(
             for handle in handles:
                 handle.close()
         jobs = [
-            (url, p, batch_size, now.isoformat())
+            (url, p, batch_size, now.isoformat(), source)
             for p, size in zip(paths, sizes, strict=True)
             if size
         ]

@@ -4,6 +4,10 @@ Each connection is served in order: a message is processed (``feeds.adt.receive`
 acknowledged before the next is read, so a sender's messages are applied in the order sent.
 The raw block is kept as received, so even a message that cannot be parsed is acknowledged
 (AR) and kept as a dead letter rather than dropped.
+
+The listener serves one source system (``carejoin mllp --source``, checked against the
+registry): every message is applied under that system's writer scope, so a message whose
+MSH-4 names another organisation is refused (AR) and what it sends is attributed to it.
 """
 
 import asyncio
@@ -14,6 +18,8 @@ from typing import Any
 from hl7.mllp import InvalidBlockError, start_hl7_server
 from starlette.concurrency import run_in_threadpool
 
+from fhir_gateway.access import writer
+from fhir_gateway.access.writer import WriterScope
 from fhir_gateway.db import UnitOfWork
 from fhir_gateway.feeds import adt
 
@@ -34,11 +40,15 @@ async def serve(
     port: int,
     base_url: str,
     max_bytes: int = 10 * 1024 * 1024,
+    scope: WriterScope | None = None,
 ) -> asyncio.AbstractServer:
-    """Start listening; the caller keeps the returned server running (``serve_forever``)."""
+    """Start listening; the caller keeps the returned server running (``serve_forever``).
+    ``scope``: the source system's writer scope (``writer.registered_scope``), bound for
+    every connection (None: trusted, as before a registry existed)."""
 
-    async def connection(reader: Any, writer: Any) -> None:
-        peer = writer.get_extra_info("peername")
+    async def connection(reader: Any, stream: Any) -> None:
+        writer.bind(scope)  # this connection's task; the thread pool inherits it
+        peer = stream.get_extra_info("peername")
         try:
             while True:
                 try:
@@ -55,10 +65,10 @@ async def serve(
                     now=datetime.now(UTC),
                     base_url=base_url,
                 )
-                writer.writeblock(receipt.ack.encode())
-                await writer.drain()
+                stream.writeblock(receipt.ack.encode())
+                await stream.drain()
         finally:
-            writer.close()
+            stream.close()
 
     server: asyncio.AbstractServer = await start_hl7_server(
         connection, host=host, port=port, limit=max_bytes

@@ -1,10 +1,20 @@
 """The feeds' own tables: every HL7 v2 message received (de-duplication on MSH-10, the
-dead-letter store and replay; kept as received), and the events of each social care
-extract (so that a withdrawn event can be marked entered-in-error)."""
+dead-letter store and replay; kept as received), the events of each social care
+extract (so that a withdrawn event can be marked entered-in-error), and the registry of
+source systems with the client ids that may send as each (``feeds.sources``)."""
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fhir_gateway.db import Base
@@ -47,3 +57,33 @@ class CldEventRecord(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (UniqueConstraint("la", "period_start", "period_end", "event_reference"),)
+
+
+class SourceSystemRow(Base):
+    """A registered source system (``feeds.sources.SourceSystem``): one per organisation."""
+
+    __tablename__ = "source_system"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ods_code: Mapped[str] = mapped_column(String(16), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(140))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('gp', 'hospital', 'social-care', 'other')", name="kind"),
+    )
+
+
+class SourceSystemClientRow(Base):
+    """A system client (OAuth ``client_id``) allowed to send as a source system."""
+
+    __tablename__ = "source_system_client"
+
+    client_id: Mapped[str] = mapped_column(String(140), primary_key=True)
+    source_system_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("source_system.id", ondelete="CASCADE"), primary_key=True
+    )

@@ -4,6 +4,10 @@ earlier extract for the same period reported but this one does not is withdrawn.
 
 Withdrawal is skipped for a council and period when any row of the extract was refused: a
 refused row's event would otherwise look withdrawn. The report says so.
+
+Given its ``source`` (the registered source system ``carejoin import-cld --source`` names),
+the extract is written under that system's writer scope: a row whose ``LA_Code`` is another
+organisation is refused, and nothing of another source is touched.
 """
 
 from collections.abc import Iterable
@@ -15,9 +19,11 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fhir_gateway.access import writer
 from fhir_gateway.db import UnitOfWork
 from fhir_gateway.feeds import cld, source_uri
 from fhir_gateway.feeds.models import CldEventRecord
+from fhir_gateway.feeds.sources import SourceSystem
 from fhir_gateway.outcomes import OutcomeError
 from fhir_gateway.store import repository, service
 
@@ -57,8 +63,27 @@ def _withdraw(session: Session, record: CldEventRecord, *, now: datetime) -> str
     return f"{record.resource_type}/{record.resource_id}"
 
 
-def load(unit_of_work: UnitOfWork, text: str | Iterable[str], *, now: datetime) -> CldReport:
+def load(
+    unit_of_work: UnitOfWork,
+    text: str | Iterable[str],
+    *,
+    now: datetime,
+    source: SourceSystem | None = None,
+) -> CldReport:
     parsed = cld.parse(text)
+    if source is None:
+        return _load(unit_of_work, parsed, now=now)
+    theirs = [e for e in parsed.events if e.la != source.ods]
+    parsed.events = [e for e in parsed.events if e.la == source.ods]
+    parsed.errors.extend(
+        (e.row, f"LA_Code {e.la} is not this extract's source, {source.name} ({source.ods})")
+        for e in theirs
+    )
+    with writer.bound(writer.registered_scope(source.ods)):
+        return _load(unit_of_work, parsed, now=now)
+
+
+def _load(unit_of_work: UnitOfWork, parsed: cld.ParsedExtract, *, now: datetime) -> CldReport:
     report = CldReport(errors=list(parsed.errors))
     report.rows = len(parsed.events) + len([e for e in parsed.errors if e[0] > 1])
     seen: dict[tuple[str, date, date], set[str]] = {}

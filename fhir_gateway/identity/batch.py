@@ -4,7 +4,8 @@ of all sources, without one matching round per record.
 The same rules as ``service.link_patient``, applied to all records together:
 
 1. every Patient identity has not filed yet is read and its demographics normalised;
-2. candidate pairs are those sharing a blocking key, with the records already filed too;
+2. candidate pairs are those sharing a blocking key, with the records already filed too
+   (blocks larger than ``blocking.MAX_BLOCK`` are skipped, as when matching one record);
 3. each pair is decided by ``scoring.decide``;
 4. links are applied strongest first with union-find, and a union that would put two
    different verified NHS numbers in one Person, or join two Persons that already exist, is
@@ -156,7 +157,9 @@ def plan_links(
             continue  # filed records are only ever the other side of a pair
         others: set[int] = set()
         for key in blocking.probe_keys(record.features):
-            others.update(index.get(key, ()))
+            block = index.get(key, ())
+            if blocking.usable(key, len(block)):
+                others.update(block)
         for j in others:
             if j == i or (not records[j].filed and j > i):
                 continue  # each new-new pair once (from its later record)

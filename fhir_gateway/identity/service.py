@@ -26,7 +26,7 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from fhir_gateway.identity import blocking
@@ -70,7 +70,7 @@ def _dump(features: Demographics) -> str:
 
 
 def _load(text: str) -> Demographics:
-    data = json.loads(text)
+    data = orjson.loads(text)
     nhs = data.get("nhs")
     return Demographics(
         nhs=NhsNumber(**nhs) if nhs else None,
@@ -251,15 +251,25 @@ def _record_matches(
     exclude_pk: int | None,
     model: MatchModel,
 ) -> list[tuple[str, str, Match]]:
-    """(patient id, person id, match) for every record sharing a blocking key."""
+    """(patient id, person id, match) for every record sharing a blocking key (blocks too
+    large to say anything, ``blocking.MAX_BLOCK``, are skipped unless an NHS number's)."""
     keys = sorted(blocking.probe_keys(features))
     if not keys:
         return []
+    # The large blocks are counted in the same statement, from the key index alone.
+    large = (
+        select(IdentityBlockKey.key)
+        .where(IdentityBlockKey.key.in_([k for k in keys if not blocking.always_compared(k)]))
+        .group_by(IdentityBlockKey.key)
+        .having(func.count() > blocking.MAX_BLOCK)
+    )
     stmt = (
         select(IdentityRecord.patient_id, IdentityRecord.person_id, IdentityRecord.features)
         .where(
             IdentityRecord.pk.in_(
-                select(IdentityBlockKey.record_pk).where(IdentityBlockKey.key.in_(keys))
+                select(IdentityBlockKey.record_pk).where(
+                    IdentityBlockKey.key.in_(keys), IdentityBlockKey.key.not_in(large)
+                )
             )
         )
         .order_by(IdentityRecord.pk)

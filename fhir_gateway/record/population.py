@@ -117,7 +117,8 @@ def persons_with_objections(
     session: Session, person_ids: Iterable[str], *, now: datetime
 ) -> frozenset[str]:
     """Which of these persons have an objection (a deny directive) in force, of any scope
-    (sealed items aside):
+    (sealed items aside; one narrowed to a security label included, until the information
+    governance lead decides otherwise: docs/consent.md):
     population work such as case-finding leaves them out altogether."""
     ids = sorted(set(person_ids))
     if not ids:

@@ -5,7 +5,8 @@ of every source patient linked to the person.
   allergies folded by code, medications by product code, falling back to the text);
 - disagreements are shown, not hidden: demographics per source where they differ, and
   contradictions flagged (an allergy at one source, "no known allergy" at another);
-- each source shows when it last sent data.
+- each source shows when it last sent data, with its registered name and kind
+  (``feeds.sources``) where the registry knows it.
 
 Entered-in-error items are left out; inactive problems and stopped medications are kept,
 marked as such.
@@ -15,6 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from fhir_gateway.feeds import ods_of_source
+from fhir_gateway.feeds.sources import SourceSystem
 
 NO_KNOWN_ALLERGY_CODES = frozenset(
     {
@@ -177,8 +181,24 @@ def _demographics(patients: list[Item]) -> dict[str, Any]:
     return result
 
 
-def summarise(resources: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The summary of the resources of one person's linked source patients."""
+def _source_view(source: str, last: str, systems: Mapping[str, SourceSystem]) -> dict[str, Any]:
+    ods = ods_of_source(source)
+    system = systems.get(ods) if ods else None
+    return {
+        "source": source,
+        "lastSent": last,
+        "organisation": ods,
+        "system": system.id if system else None,
+        "name": system.name if system else None,
+        "kind": system.kind if system else None,
+    }
+
+
+def summarise(
+    resources: Iterable[Mapping[str, Any]], systems: Mapping[str, SourceSystem] | None = None
+) -> dict[str, Any]:
+    """The summary of the resources of one person's linked source patients; ``systems``: the
+    registered source systems by ODS code, to name each source."""
     by_type: dict[str, list[Item]] = defaultdict(list)
     last_sent: dict[str, str] = {}
     for resource in resources:
@@ -260,7 +280,7 @@ def summarise(resources: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     )
     return {
         "demographics": _demographics(by_type["Patient"]),
-        "sources": [{"source": s, "lastSent": when} for s, when in sorted(last_sent.items())],
+        "sources": [_source_view(s, when, systems or {}) for s, when in sorted(last_sent.items())],
         "problems": _folded(by_type["Condition"], lambda b: b.get("code")),
         "medications": _folded(
             [*by_type["MedicationStatement"], *by_type["MedicationRequest"]],

@@ -15,6 +15,7 @@ from fhir_gateway.access import request as consent
 from fhir_gateway.access.people import person_references
 from fhir_gateway.audit.repository import add_events
 from fhir_gateway.auth.dependencies import access, authenticate, require_scope
+from fhir_gateway.feeds.registry import RegistryStore, names
 from fhir_gateway.identity import service as identity
 from fhir_gateway.record.summary import summarise
 from fhir_gateway.search.registry import SUPPORTED_TYPES
@@ -48,6 +49,8 @@ def record_summary(request: Request, patient_id: str) -> Response:
     # Only the types the token's scopes let the caller read go into the summary.
     readable = sorted(context.readable_types(SUPPORTED_TYPES))
     now = datetime.now(UTC)
+    store: RegistryStore = request.app.state.source_systems
+    systems = names(store.current(request.app.state.unit_of_work))
     with request.app.state.unit_of_work() as session:
         person_id, patient_ids = identity.joined_patients(session, patient_id)
         visible = consent.visible_for_person(
@@ -66,7 +69,7 @@ def record_summary(request: Request, patient_id: str) -> Response:
         "person": f"Person/{person_id}" if person_id else None,
         # Only the source patients whose records the caller may see are named.
         "patients": sorted({f"Patient/{r.patient_id}" for r in stored if r.patient_id}),
-        **summarise([orjson.loads(r.body) for r in stored if r.body]),
+        **summarise([orjson.loads(r.body) for r in stored if r.body], systems),
         # That something is withheld, never what or how much (sealed items never count).
         "withheld": withheld,
     }

@@ -45,9 +45,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
+from consent.directives import CONFIDENTIALITY_AT_LEAST
 from consent.visibility import (
     AllOf,
     AnyOf,
@@ -163,6 +165,54 @@ def _in_set_postgresql(element: InSet, compiler: SQLCompiler, **kw: Any) -> str:
 def in_set(column: Any, values: Iterable[str]) -> ColumnElement[bool]:
     """``column`` is one of ``values`` (see ``InSet``)."""
     return InSet(column, values)
+
+
+class Lacks(ColumnElement[bool]):
+    """``column`` does not contain ``fragment`` (or, ``at_end``, does not end with it),
+    compared exactly, case included: security codes are case-sensitive (``NOPAT`` is not
+    ``nopat``).
+
+    On PostgreSQL (and any other database) this is ``NOT LIKE`` with the fragment escaped,
+    which is case-sensitive there. SQLite's ``LIKE`` ignores the case of ASCII letters, so
+    there it is ``instr(column, fragment) = 0`` (or ``substr(column, -length(fragment)) !=
+    fragment``), which compare bytes. Same answers otherwise: NULL for a NULL column."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True
+    _traverse_internals = [
+        ("portable", InternalTraversal.dp_clauseelement),
+        ("exact", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: Any, fragment: str, *, at_end: bool) -> None:
+        self.portable = not_(
+            column.endswith(fragment, autoescape=True)
+            if at_end
+            else column.contains(fragment, autoescape=True)
+        )
+        value = bindparam(None, fragment, type_=String())
+        self.exact = (
+            func.substr(column, -func.length(value)) != value
+            if at_end
+            else func.instr(column, value) == literal_column("0", Integer())
+        )
+
+    def self_group(self, against: Any = None) -> ColumnElement[Any]:
+        # Parenthesised wherever the NOT LIKE form would be, so PostgreSQL's SQL is the
+        # same text as before this element existed.
+        grouped = self.portable.self_group(against=against)
+        return Grouping(self) if grouped is not self.portable else self
+
+
+@compiles(Lacks)
+def _lacks_default(element: Lacks, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.portable, **kw)
+
+
+@compiles(Lacks, "sqlite")
+def _lacks_sqlite(element: Lacks, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.exact, **kw)
 
 
 def in_person(column: Any, patient_column: Any, row: Any = None) -> ColumnElement[bool]:
@@ -295,12 +345,13 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
     if isinstance(node, NotLabelled):
         return or_(
             row.security.is_(None),
-            # Codes are stored "system|code system|code": match a code whole.
+            # Codes are stored "system|code system|code": match a code whole, and exactly
+            # (see ``Lacks``: SQLite's LIKE would ignore case).
             and_(
                 *(
                     and_(
-                        not_(row.security.contains(f"|{c} ", autoescape=True)),
-                        not_(row.security.endswith(f"|{c}", autoescape=True)),
+                        Lacks(row.security, f"|{c} ", at_end=False),
+                        Lacks(row.security, f"|{c}", at_end=True),
                     )
                     for c in sorted(node.codes)
                 )
@@ -344,13 +395,70 @@ def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
     )
 
 
+class Position(ColumnElement[int]):
+    """Where ``needle`` first occurs in ``haystack`` (1-based; 0 when absent, NULL for a NULL
+    operand), compared exactly, case included: ``instr`` on SQLite, ``strpos`` on
+    PostgreSQL. (LIKE would read the ``_`` of a category code as a wildcard, and SQLite's
+    LIKE ignores case.)"""
+
+    inherit_cache = True
+    type = Integer()
+    _traverse_internals = [
+        ("haystack", InternalTraversal.dp_clauseelement),
+        ("needle", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, haystack: Any, needle: Any) -> None:
+        self.haystack = haystack
+        self.needle = needle
+
+
+@compiles(Position)
+def _position_default(element: Position, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(func.instr(element.haystack, element.needle), **kw)
+
+
+@compiles(Position, "postgresql")
+def _position_postgresql(element: Position, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(func.strpos(element.haystack, element.needle), **kw)
+
+
+def _label_covers(d: Any, row: Any) -> ColumnElement[bool]:
+    """The directive row ``d`` names no label, or ``row`` carries it: a category among the
+    stored categories (`` a b ``), or a confidentiality code at least as high in the stored
+    ``meta.security`` (``system|code``, codes compared whole, as ``NotLabelled`` does). The
+    same test as ``consent.directives.label_covers``."""
+    zero = literal_column("0", Integer())
+    security = row.security + _BLANK
+    confidentiality = [
+        and_(
+            d.label == literal_column(f"'{code}'", String()),
+            or_(
+                *(
+                    Position(security, literal_column(f"'|{c} '", String())) > zero
+                    for c in sorted(at_least)
+                )
+            ),
+        )
+        for code, at_least in sorted(CONFIDENTIALITY_AT_LEAST.items())
+    ]
+    return or_(
+        d.label.is_(None),
+        Position(row.sensitivity, _BLANK + d.label + _BLANK) > zero,
+        *confidentiality,
+    )
+
+
 def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElement[bool]:
     d = aliased(ConsentDirectiveRow)
     table = ConsentDirectiveRow.__table__
     # Most people record no directive: say so with two index lookups before anything else.
     has_any = exists_for_person(table, table.c.patient_id, row)
 
-    def applicable(extra: ColumnElement[bool]) -> Any:
+    def applicable(extra: ColumnElement[bool], *, labels: bool = True) -> Any:
+        # A directive narrowed to a label applies only where the resource carries it. (Not
+        # asked for sealed items: a provision naming items names no label.)
+        covered = (_label_covers(d, row),) if labels else ()
         return select(d.level).where(
             in_person(d.patient_id, row.patient_id, row),
             or_(d.starts_at.is_(None), d.starts_at <= now),
@@ -363,10 +471,13 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             else d.recipient_role.is_(None),
             or_(d.source_organisation.is_(None), d.source_organisation == row.source_org),
             or_(d.item.is_(None), d.item == row.resource_type + _SLASH + row.resource_id),
+            *covered,
             extra,
         )
 
-    not_sealed = not_(exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)))))
+    not_sealed = not_(
+        exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)), labels=False))
+    )
     best_permit = func.coalesce(
         applicable(d.decision == _PERMIT).with_only_columns(func.max(d.level)).scalar_subquery(),
         _NONE,

@@ -91,7 +91,15 @@ RECORD_TYPES = (
 DIRECTORY = ("Organization", "Practitioner")
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-SECURITY = ((ACT_CODE, "NOPAT"), (CONFIDENTIALITY, "R"), (ACT_CODE, "PSY"))
+SECURITY = (
+    (ACT_CODE, "NOPAT"),
+    (CONFIDENTIALITY, "R"),
+    (CONFIDENTIALITY, "V"),
+    (ACT_CODE, "PSY"),
+)
+# What a directive may be narrowed to (``provision.securityLabel``): the categories resources
+# carry, one they never do, and the confidentiality codes (``R`` covers R and V).
+DIRECTIVE_LABELS = (*LABELS, "fertility", "R", "V")
 MOMENTS = (
     NOW - timedelta(days=1),
     NOW - timedelta(microseconds=1),
@@ -343,10 +351,16 @@ def _directive(
 ) -> Directive:
     """A directive as ``directives_from_consent`` records them (levels follow the shape)."""
     # One directive in ``items`` names an item (sealed when denied); those seldom name
-    # actors as well.
+    # actors as well. Of the others, about one in three is narrowed to a security label (an
+    # item and a label are never named together: such a provision is refused).
     item = (
         draw(st.sampled_from([*keys, "Condition/hv-none"]))
         if draw(st.integers(1, items)) == 1
+        else None
+    )
+    label = (
+        draw(st.sampled_from(DIRECTIVE_LABELS))
+        if item is None and draw(st.integers(0, 2)) == 0
         else None
     )
     anyone = [st.none()] * (3 if item else 1)
@@ -361,11 +375,12 @@ def _directive(
     return Directive(
         patient_id=draw(st.sampled_from(patient_ids)),
         decision=draw(st.sampled_from(["deny", "permit"])),
-        level=3 if item else (source is not None) + (recipient is not None),
+        level=3 if item else (source is not None) + (recipient is not None) + (label is not None),
         recipient_organisation=recipient[1] if recipient and recipient[0] == "org" else None,
         recipient_role=recipient[1] if recipient and recipient[0] == "role" else None,
         source_organisation=source,
         item=item,
+        label=label,
         starts_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
         ends_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
     )
@@ -541,6 +556,7 @@ def _write(session: Session, world: World) -> dict[str, int]:
                     "recipient_role": d.recipient_role,
                     "source_organisation": d.source_organisation,
                     "item": d.item,
+                    "label": d.label,
                     "starts_at": d.starts_at,
                     "ends_at": d.ends_at,
                 }

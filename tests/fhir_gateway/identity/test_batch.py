@@ -2,10 +2,11 @@
 
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fhir_gateway.identity import batch
+from fhir_gateway.identity import batch, blocking
 from fhir_gateway.identity import service as identity
 from fhir_gateway.identity.models import IdentityRecord, IdentityReview
 from fhir_gateway.store import service
@@ -96,3 +97,16 @@ def test_batch_links_new_records_to_persons_filed_before(connection: Connection)
         assert set(identity.patients_of(session, person)) == {"gp-e1", "rh-e1"}
     # Nothing left to do the second time.
     assert batch.link_all(factory, now=NOW).records == 0
+
+
+def test_batch_skips_the_same_large_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    patients = [
+        source_patient(f"gp-l{n}", "urn:ods:Z90001", given=given, birth=birth)
+        for n, (given, birth) in enumerate(
+            [("Amy", "1950-01-01"), ("Ann", "1960-02-02"), ("Ava", "1970-03-03")]
+        )
+    ]
+    records = batch.records_from_patients(patients)
+    assert batch.plan_links(records).pairs_scored == 3  # one block: postcode and initial
+    monkeypatch.setattr(blocking, "MAX_BLOCK", 2)
+    assert batch.plan_links(records).pairs_scored == 0

@@ -40,3 +40,18 @@ def test_the_swapped_birth_date_is_a_probe_not_a_stored_key() -> None:
     person = d(birth="1941-03-12")
     assert "dob:1941-12-03" in blocking.probe_keys(person)
     assert "dob:1941-12-03" not in blocking.stored_keys(person)
+
+
+def test_a_common_family_name_has_finer_keys() -> None:
+    keys = blocking.stored_keys(d())
+    assert {k.split(":")[0] for k in keys} >= {"fy", "fm", "fg"}
+    # a wrong day and a move: still the same family, year and month, and the same first name
+    moved = d(birth="1941-03-21", postcode="M1 1AE")
+    shared = blocking.probe_keys(moved) & keys
+    assert {k.split(":")[0] for k in shared} == {"fy", "fm", "fg"}
+
+
+def test_large_blocks_are_not_compared_unless_an_nhs_numbers() -> None:
+    assert blocking.usable("fy:SM0:1970", blocking.MAX_BLOCK)
+    assert not blocking.usable("fy:SM0:1970", blocking.MAX_BLOCK + 1)
+    assert blocking.usable("nhs:9991000003", 10 * blocking.MAX_BLOCK)

@@ -209,7 +209,20 @@ def test_twins_never_link_automatically() -> None:
     first = d(given="Adaeze", phone="01134960000")
     second = d(given="Chioma", phone="01134960000")
     match = scoring.decide(first, second)
-    assert match.decision != "link"
+    assert match.decision == "no-link"  # two people: not even a review
+    assert match.reasons == ("twins: one birth date and family, different first names",)
+
+
+def test_twins_whose_names_share_an_initial_are_reviewed() -> None:
+    match = scoring.decide(d(given="Amelia", phone="01134960000"), d(given="Ava"))
+    assert match.decision == "review"
+
+
+def test_a_typing_error_in_a_short_first_name_is_similar() -> None:
+    assert scoring.compare_given(d(given="Leo"), d(given="Lo")) == "similar"
+    assert scoring.compare_given(d(given="Mia"), d(given="Mai")) == "similar"
+    assert scoring.compare_given(d(given="Al"), d(given="Ed")) == "different"
+    assert scoring.decide(d(given="Leo"), d(given="Lo")).decision == "link"
 
 
 def test_twins_with_different_verified_numbers_do_not_link() -> None:
@@ -260,7 +273,13 @@ def test_the_same_unverified_number_on_someone_born_years_apart_is_reviewed() ->
 def test_a_parent_and_child_of_the_same_name_at_one_address_are_not_linked() -> None:
     parent = d(given="Olivia", family="Smith", birth="1951-11-16", phone="01134960000")
     child = d(given="Olivia", family="Smith", birth="1985-06-26", phone="01134960000")
-    assert scoring.decide(parent, child).decision != "link"
+    match = scoring.decide(parent, child)
+    assert match.decision == "no-link"  # two people: not even a review
+    assert match.reasons == ("birth dates differ beyond a typing error and no NHS number agrees",)
+    # with one verified number on both, a human looks (a number on the wrong record?)
+    parent = d(given="Olivia", birth="1951-11-16", nhs_number=NUMBER_A, verified=True)
+    child = d(given="Olivia", birth="1985-06-26", nhs_number=NUMBER_A, verified=True)
+    assert scoring.decide(parent, child).decision == "review"
 
 
 @pytest.mark.parametrize(

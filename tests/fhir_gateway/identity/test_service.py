@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fhir_gateway.identity import blocking
 from fhir_gateway.identity import service as identity
+from fhir_gateway.identity.demographics import from_patient
 from fhir_gateway.identity.models import IdentityRecord, IdentityReview
 from fhir_gateway.outcomes import Invalid
 from fhir_gateway.store import repository
@@ -243,3 +245,23 @@ def test_a_deleted_source_patient_leaves_its_person(session: Session) -> None:
         session.execute(select(IdentityRecord).where(IdentityRecord.patient_id == "gp-12")).first()
         is None
     )
+
+
+def test_a_block_larger_than_the_bound_is_not_compared(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three people share a postcode and an initial (and nothing else with the probe); one
+    # shares the probe's NHS number, in a block that is compared whatever its size.
+    monkeypatch.setattr(blocking, "MAX_BLOCK", 2)
+    for n, (given, birth) in enumerate(
+        [("Amy", "1950-01-01"), ("Ann", "1960-02-02"), ("Ava", "1970-03-03")]
+    ):
+        identity.link_patient(
+            session,
+            source_patient(f"gp-pc{n}", "urn:ods:Z90001", given=given, birth=birth),
+            now=NOW,
+        )
+    probe = source_patient("rh-pc", "urn:ods:Z9H", given="Adaeze", birth="1941-03-12")
+    assert identity.candidates(session, from_patient(probe)) == []
+    monkeypatch.setattr(blocking, "MAX_BLOCK", 3)
+    assert len(identity.candidates(session, from_patient(probe))) == 3
