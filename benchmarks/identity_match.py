@@ -41,10 +41,12 @@ def _psycopg_url(url: str) -> str:
 
 
 def build(
-    url: str, people: int, probes: int, version: int = 2
+    url: str, people: int, probes: int, version: int = 2, *, write: bool = True
 ) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """Write the index; returns the held-back (true person, Patient) probes and the count of
-    persons indexed."""
+    persons indexed. With ``write`` false, only the probes (the index is already there)."""
+    if not write:
+        return _probes_only(people, probes, version)
     rng = random.Random(SEED)
     held: list[tuple[str, dict[str, Any]]] = []
     persons: set[str] = set()
@@ -107,17 +109,41 @@ def build(
     return held, len(persons)
 
 
+def _probes_only(
+    people: int, probes: int, version: int
+) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    rng = random.Random(SEED)
+    held: list[tuple[str, dict[str, Any]]] = []
+    persons: set[str] = set()
+    for key, patient in population(people, SEED, version=version):
+        if len(held) < probes and rng.random() < probes / (people * 1.7):
+            held.append((key, patient))
+        else:
+            persons.add(key)
+    return held, len(persons)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--probes", type=int, default=1000)
     parser.add_argument("--population-version", type=int, default=2, choices=sorted(VERSIONS))
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="match against the index a previous run with the same arguments built",
+    )
     args = parser.parse_args()
-    url = bench_url().replace("carejoin_bench", f"carejoin_bench_identity_{args.people}")
-    ensure_database(url, fresh=True)
+    url = bench_url().replace(
+        "carejoin_bench", f"carejoin_bench_identity_{args.people}_v{args.population_version}"
+    )
+    if not args.reuse:
+        ensure_database(url, fresh=True)
     engine = create_engine_for(url)
     migrate.upgrade(engine)
-    held, indexed = build(url, args.people, args.probes, args.population_version)
+    held, indexed = build(
+        url, args.people, args.probes, args.population_version, write=not args.reuse
+    )
     factory = session_factory_for(engine)
     samples: list[float] = []
     top = found = 0
