@@ -19,7 +19,7 @@ Records already filed keep their Person; new records join it when they link to i
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,6 +75,7 @@ class _Clusters:
             for r in records
         ]
         self.person: list[set[str]] = [{r.person_id} if r.person_id else set() for r in records]
+        self.size = [1] * len(records)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -92,6 +93,7 @@ class _Clusters:
         if len(self.person[ra] | self.person[rb]) > 1:
             return "it would join two existing Persons"
         self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
         self.verified[ra] |= self.verified[rb]
         self.person[ra] |= self.person[rb]
         return None
@@ -175,7 +177,7 @@ def plan_links(
     joined_by: dict[int, Match] = {}
     held: list[tuple[int, int, Match, str]] = []
     pairs.sort(key=lambda p: p[0], reverse=True)
-    for _weight, i, j, match in pairs:
+    for _weight, i, j, match in _strongest_first(pairs, clusters, records):
         if match.decision != "link":
             continue
         reason = clusters.union(i, j)
@@ -192,6 +194,33 @@ def plan_links(
     ]
     reviews += [(i, j, m, r) for i, j, m, r in held if clusters.find(i) != clusters.find(j)]
     return Plan(clusters, joined_by, reviews, scored, score_seconds)
+
+
+def _strongest_first(
+    pairs: list[tuple[float, int, int, Match]], clusters: _Clusters, records: list[_Record]
+) -> Iterator[tuple[float, int, int, Match]]:
+    """``pairs`` (sorted by weight, strongest first) in the order links are applied. Among
+    links of equal weight, those into the larger group of records go first (a record as like
+    one person's two records as another's one joins the two, which corroborate each other),
+    then by the records' ids, so the result never depends on the order records were read
+    in. Group sizes are taken as each weight is reached, with the stronger links applied."""
+    start = 0
+    while start < len(pairs):
+        end = start
+        while end < len(pairs) and pairs[end][0] == pairs[start][0]:
+            end += 1
+        group = pairs[start:end]
+        if len(group) > 1:
+            # A generator: the caller has applied every stronger link by now.
+            group.sort(
+                key=lambda p: (
+                    -max(clusters.size[clusters.find(p[1])], clusters.size[clusters.find(p[2])]),
+                    records[p[1]].patient_id,
+                    records[p[2]].patient_id,
+                )
+            )
+        yield from group
+        start = end
 
 
 def records_from_patients(patients: list[dict[str, Any]]) -> list[_Record]:

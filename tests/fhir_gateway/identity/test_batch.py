@@ -110,3 +110,20 @@ def test_batch_skips_the_same_large_blocks(monkeypatch: pytest.MonkeyPatch) -> N
     assert batch.plan_links(records).pairs_scored == 3  # one block: postcode and initial
     monkeypatch.setattr(blocking, "MAX_BLOCK", 2)
     assert batch.plan_links(records).pairs_scored == 0
+
+
+def test_batch_linking_does_not_depend_on_the_order_records_are_read() -> None:
+    """A record with no NHS number as like one person's two records as another person's one
+    joins the two (they corroborate each other), whichever order the database returns."""
+    patients = [
+        source_patient("gp-b1", "urn:ods:Z90001", nhs_number=NUMBER_A, verified=True),
+        source_patient("rh-b1", "urn:ods:Z9H", nhs_number=NUMBER_A, verified=True),
+        source_patient("asc-b1", "urn:ods:Z9C01"),
+        source_patient("gp-x", "urn:ods:Z90003", nhs_number=NUMBER_B, verified=True),
+    ]
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 3, 0, 1], [3, 0, 2, 1]):
+        records = batch.records_from_patients([patients[k] for k in order])
+        plan = batch.plan_links(records)
+        group = {r.patient_id: plan.clusters.find(n) for n, r in enumerate(records)}
+        assert group["asc-b1"] == group["gp-b1"] == group["rh-b1"], order
+        assert group["gp-x"] != group["gp-b1"], order
