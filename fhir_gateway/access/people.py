@@ -79,6 +79,13 @@ def person_facts(db: Session | Connection, patient_ids: Iterable[str]) -> Person
             select(literal("d"), any_directive.c.patient_id, none, none, none, none, none),
         )
     ).all()
+    return facts_from_rows(rows)
+
+
+def facts_from_rows(rows: Sequence[Any]) -> PersonFacts:
+    """A person's facts from tagged rows (``what``: 'r' a relationship, 'g' a break-glass
+    grant with its expiry in ``ends_at``, 'd' any directive), as ``person_facts`` and
+    ``FACTS_SQL`` return them."""
     relationships = tuple(
         Relationship(
             patient_id=row.patient_id,
@@ -194,28 +201,7 @@ class Who:
 
 def who_from_rows(patient_id: str, rows: Sequence[Any]) -> Who:
     filed = sorted((r for r in rows if r.what == "p"), key=lambda r: r.pk)
-    relationships = tuple(
-        Relationship(
-            patient_id=r.patient_id,
-            kind=r.kind,
-            organisation=r.organisation,
-            practitioner=r.practitioner,
-            ends_at=r.ends_at,
-            source_organisation=r.source_organisation,
-        )
-        for r in rows
-        if r.what == "r"
-    )
-    grants = tuple(
-        Grant(practitioner=r.practitioner, patient_id=r.patient_id, expires_at=r.ends_at)
-        for r in rows
-        if r.what == "g"
-    )
-    facts = PersonFacts(
-        relationships=relationships,
-        grants=grants,
-        has_directives=any(r.what == "d" for r in rows),
-    )
+    facts = facts_from_rows(rows)
     if not filed:
         return Who(None, [patient_id], facts)
     return Who(filed[0].person_id, [r.patient_id for r in filed], facts)

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     String,
-    bindparam,
     exists,
     func,
     insert,
@@ -27,8 +26,11 @@ from consent.audit import AuditRecord
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.audit.repository import row_values
 from fhir_gateway.identity.models import IdentityRecord
+from fhir_gateway.store.raw import slot
 
-_AUDIT_COLUMNS = (
+# The audit_event columns every statement fills from the audit record (besides the event
+# id, the person and the resource), each from the slot ``a_<column>``.
+AUDIT_COLUMNS = (
     "recorded_at",
     "action",
     "interaction",
@@ -44,8 +46,9 @@ _AUDIT_COLUMNS = (
 )
 
 
-def _slot(name: str, type_: Any = None) -> Any:
-    return bindparam(name, value=None, type_=type_, required=False)
+def column_slots() -> list[Any]:
+    """The slots of ``AUDIT_COLUMNS``, in order (typed as their columns)."""
+    return [slot(f"a_{n}", AuditEventRow.__table__.c[n].type) for n in AUDIT_COLUMNS]
 
 
 def audit_events(released: Any, anchor_ok: ColumnElement[bool] | None = None) -> Any:
@@ -75,20 +78,20 @@ def audit_insert(released: Any, anchor_ok: ColumnElement[bool] | None = None) ->
     who = union_all(persons, nobody).subquery("who")
     number = func.row_number().over(order_by=who.c.person)
     event_id = func.concat(
-        func.left(_slot("a_event_id", String()), literal_column("28")),
+        func.left(slot("a_event_id", String()), literal_column("28")),
         func.lpad(func.to_hex(number), literal_column("4"), literal_column("'0'")),
     )
     values = select(
         event_id,
-        *(_slot(f"a_{n}", AuditEventRow.__table__.c[n].type) for n in _AUDIT_COLUMNS),
+        *column_slots(),
         who.c.person,
     )
     if anchor_ok is not None:
         values = values.where(anchor_ok)
-    return insert(AuditEventRow).from_select(["event_id", *_AUDIT_COLUMNS, "person"], values)
+    return insert(AuditEventRow).from_select(["event_id", *AUDIT_COLUMNS, "person"], values)
 
 
 def audit_params(record: AuditRecord) -> dict[str, Any]:
-    """The values of ``audit_events``' slots for ``record``."""
+    """The values of the audit slots (``a_event_id`` and ``column_slots``) for ``record``."""
     values = row_values(record)
-    return {f"a_{n}": values[n] for n in ("event_id", *_AUDIT_COLUMNS)}
+    return {f"a_{n}": values[n] for n in ("event_id", *AUDIT_COLUMNS)}

@@ -38,7 +38,6 @@ from sqlalchemy import (
     String,
     and_,
     any_,
-    bindparam,
     case,
     exists,
     func,
@@ -68,7 +67,7 @@ from fhir_gateway.access.people import (
 )
 from fhir_gateway.audit.inline import audit_events, audit_params
 from fhir_gateway.audit.repository import add_events
-from fhir_gateway.identity.models import IdentityRecord
+from fhir_gateway.identity import service as identity
 from fhir_gateway.outcomes import Gone, NotFound
 from fhir_gateway.store import repository
 from fhir_gateway.store.everything import (
@@ -78,6 +77,7 @@ from fhir_gateway.store.everything import (
     everything,
 )
 from fhir_gateway.store.models import ResourceRow, UtcDateTime, search_reference
+from fhir_gateway.store.raw import slot
 from fhir_gateway.store.reads import (
     ConnectionReader,
     PostgresReader,
@@ -140,24 +140,6 @@ def _require(found: StoredResource | None, patient_id: str) -> None:
 # --- In one transaction (SQLite, and connections held by tests) ------------------------------
 
 
-def joined_patients(db: repository.Reader, patient_id: str) -> tuple[str | None, list[str]]:
-    """The Person of ``patient_id`` and every source patient it holds, in filing order
-    (``(None, [patient_id])`` when identity has not filed the patient)."""
-    person = (
-        select(IdentityRecord.person_id)
-        .where(IdentityRecord.patient_id == patient_id)
-        .scalar_subquery()
-    )
-    rows = db.execute(
-        select(IdentityRecord.person_id, IdentityRecord.patient_id)
-        .where(IdentityRecord.person_id == person)
-        .order_by(IdentityRecord.pk)
-    ).all()
-    if not rows:
-        return None, [patient_id]
-    return rows[0].person_id, [r.patient_id for r in rows]
-
-
 def in_session(
     db: repository.Reader, query: EverythingQuery, access: ReadAccess
 ) -> EverythingResult:
@@ -173,7 +155,7 @@ def in_session(
             )
             sql, params = statement_for(query, who, access)
             return result_from_rows(query, who, cursor.execute(sql, params).fetchall())
-    person_id, patient_ids = joined_patients(db, query.patient_id)
+    person_id, patient_ids = identity.joined_patients(db, query.patient_id)  # type: ignore[arg-type]
     ids = sorted({*patient_ids, query.patient_id})
     forms = person_visibility(access.predicate, person_facts(db, ids), ids, now=access.now)
     _require(
@@ -237,16 +219,12 @@ def shape_of(query: EverythingQuery, who: Who) -> Shape:
     )
 
 
-def _slot(name: str, type_: Any = None) -> Any:
-    return bindparam(name, value=None, type_=type_, required=False)
-
-
 _COLUMNS = tuple(c.key for c in repository.CURRENT_COLUMNS)
 
 
 def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) -> ReadStatement:
     row = ResourceRow
-    theirs = row.patient_id == any_(_slot("pats", _TextArray()))
+    theirs = row.patient_id == any_(slot("pats", _TextArray()))
     within = and_(theirs, compile_visibility_shared(within_tree))
     guarded = or_(
         within,
@@ -265,7 +243,7 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
             == select(key.pk)
             .where(
                 key.resource_type == literal_column("'Patient'"),
-                key.resource_id == _slot("patient_id"),
+                key.resource_id == slot("patient_id"),
             )
             .scalar_subquery(),
             within,
@@ -275,25 +253,25 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
     )
     conditions: list[Any] = [theirs, row.deleted.is_(False), within]
     if shape.types:
-        conditions.append(row.resource_type == any_(_slot("types", _TextArray())))
+        conditions.append(row.resource_type == any_(slot("types", _TextArray())))
     if shape.since:
-        conditions.append(row.last_updated >= _slot("since", UtcDateTime()))
+        conditions.append(row.last_updated >= slot("since", UtcDateTime()))
     if shape.start or shape.end:
         conditions.append(
             care_date_filter(
-                _slot("start", UtcDateTime()) if shape.start else None,
-                _slot("end", UtcDateTime()) if shape.end else None,
+                slot("start", UtcDateTime()) if shape.start else None,
+                slot("end", UtcDateTime()) if shape.end else None,
             )
         )
     page_conditions = list(conditions)
     if shape.paged:
-        page_conditions.append(row.pk > _slot("cursor", Integer()))
+        page_conditions.append(row.pk > slot("cursor", Integer()))
     columns = repository.CURRENT_COLUMNS
     page = (
         select(*columns)
         .where(*page_conditions)
         .order_by(row.pk)
-        .limit(_slot("limit", Integer()))
+        .limit(slot("limit", Integer()))
         .cte("page")
         .prefix_with("MATERIALIZED")
     )
@@ -303,7 +281,7 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
     else:
         # The whole record in one page: its length is the total (counted only when not).
         over = select(func.count()).select_from(page).scalar_subquery()
-        total = case((over > _slot("count", Integer()), counted), else_=null())
+        total = case((over > slot("count", Integer()), counted), else_=null())
     parts = [select(literal_column("'m'").label("what"), *page.c)]
     released = [select(page.c.patient_id)]
     if shape.referenced or shape.person:
@@ -314,7 +292,7 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
             wanted.append(
                 select(ref.c.target_type, ref.c.target_id).where(
                     ref.c.resource_pk.in_(owned),
-                    ref.c.target_type == any_(_slot("wanted", _TextArray())),
+                    ref.c.target_type == any_(slot("wanted", _TextArray())),
                     ref.c.target_id.is_not(None),
                 )
             )
@@ -322,7 +300,7 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
             wanted.append(
                 select(
                     literal_column("'Person'", String()).label("target_type"),
-                    _slot("person_id", String()).label("target_id"),
+                    slot("person_id", String()).label("target_id"),
                 )
             )
         either: Any = wanted[0] if len(wanted) == 1 else union(*wanted)
@@ -355,9 +333,7 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
         withheld = withheld_clause(
             patients=theirs,
             visible=within,
-            types=(
-                row.resource_type == any_(_slot("types", _TextArray())) if shape.types else None
-            ),
+            types=(row.resource_type == any_(slot("types", _TextArray())) if shape.types else None),
         )
     statement = (
         select(

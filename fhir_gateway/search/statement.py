@@ -25,7 +25,6 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
-    bindparam,
     exists,
     func,
     literal_column,
@@ -48,28 +47,8 @@ from fhir_gateway.search.query import (
 )
 from fhir_gateway.store import repository
 from fhir_gateway.store.models import ResourceRow
-from fhir_gateway.store.raw import compile_once, prepare, renumber
+from fhir_gateway.store.raw import compile_once, prepare, renumber, slot
 from fhir_gateway.store.visibility import in_set, withheld_clause
-
-_AUDIT_COLUMNS = (
-    "recorded_at",
-    "action",
-    "interaction",
-    "outcome",
-    "caller_kind",
-    "agent",
-    "organisation",
-    "role",
-    "purpose",
-    "break_glass",
-    "query",
-    "detail",
-)
-
-
-def _slot(name: str, type_: Any = None) -> Any:
-    """A parameter each execution fills in."""
-    return bindparam(name, value=None, type_=type_, required=False)
 
 
 def fits(request: SearchRequest) -> bool:
@@ -144,7 +123,7 @@ def page_select(
         )
         .where(*page_clauses)
         .order_by(*order)
-        .limit(_slot("limit", Integer()))
+        .limit(slot("limit", Integer()))
     )
     total = None
     if request.total != "none":

@@ -14,8 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ClauseElement
+
+
+def slot(name: str, type_: Any = None) -> Any:
+    """A parameter each execution fills in (the rest of the SQL is compiled once)."""
+    return bindparam(name, value=None, type_=type_, required=False)
+
 
 _DIALECT = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 

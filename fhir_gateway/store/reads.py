@@ -29,7 +29,6 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import (
     Connection,
     Engine,
-    bindparam,
     func,
     insert,
     literal,
@@ -43,11 +42,13 @@ from starlette.concurrency import run_in_threadpool
 from consent.audit import AuditRecord
 from consent.visibility import Predicate
 from fhir_gateway.access.people import person_references
+from fhir_gateway.audit.inline import AUDIT_COLUMNS, audit_params, column_slots
 from fhir_gateway.audit.models import AuditEventRow
-from fhir_gateway.audit.repository import add_events, row_values
+from fhir_gateway.audit.repository import add_events
 from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.store import repository
 from fhir_gateway.store.models import HistoryRow, ResourceRow, UtcDateTime
+from fhir_gateway.store.raw import slot
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.store.visibility import compile_visibility
 
@@ -146,28 +147,6 @@ class ConnectionReader:
         )
 
 
-_AUDIT_PARAMS = (
-    "event_id",
-    "recorded_at",
-    "action",
-    "interaction",
-    "outcome",
-    "caller_kind",
-    "agent",
-    "organisation",
-    "role",
-    "purpose",
-    "break_glass",
-    "query",
-    "detail",
-)
-
-
-def _slot(name: str, type_: Any = None) -> Any:
-    """A parameter each execution fills in (the rest of the SQL is compiled once)."""
-    return bindparam(name, value=None, type_=type_, required=False)
-
-
 def _audited_read(found: Any) -> Any:
     """SELECT ``found``'s columns, inserting the AuditEvent of the read as a CTE."""
     r = found.cte("r")
@@ -178,13 +157,14 @@ def _audited_read(found: Any) -> Any:
         literal("Patient/") + r.c.patient_id,
     )
     values = select(
-        *(_slot(f"a_{name}", AuditEventRow.__table__.c[name].type) for name in _AUDIT_PARAMS),
+        slot("a_event_id", AuditEventRow.__table__.c.event_id.type),
+        *column_slots(),
         person,
         r.c.resource_type + "/" + r.c.resource_id,
     ).where(r.c.deleted.is_(False))
     audit = (
         insert(AuditEventRow)
-        .from_select([*_AUDIT_PARAMS, "person", "resource"], values)
+        .from_select(["event_id", *AUDIT_COLUMNS, "person", "resource"], values)
         .cte("audited")
     )
     return select(*(c for c in r.c)).add_cte(audit)
@@ -229,13 +209,13 @@ def _compile_read(kind: str, predicate: Predicate, *, audited: bool) -> ReadStat
     row, instead of (with a prepared statement's generic plan) hashing every relationship
     of the caller's organisation on every read. ``audited``: with the AuditEvent's insert
     (the read path always; without it only to measure what the insert costs)."""
-    now = _slot("consent_now", UtcDateTime())
+    now = slot("consent_now", UtcDateTime())
     found: Any
     current = (
         select(ResourceRow)
         .where(
-            ResourceRow.resource_type == _slot("resource_type"),
-            ResourceRow.resource_id == _slot("resource_id"),
+            ResourceRow.resource_type == slot("resource_type"),
+            ResourceRow.resource_id == slot("resource_id"),
         )
         .cte("candidate")
         .prefix_with("MATERIALIZED")
@@ -257,9 +237,9 @@ def _compile_read(kind: str, predicate: Predicate, *, audited: bool) -> ReadStat
         version = (
             select(HistoryRow)
             .where(
-                HistoryRow.resource_type == _slot("resource_type"),
-                HistoryRow.resource_id == _slot("resource_id"),
-                HistoryRow.version_id == _slot("version_id"),
+                HistoryRow.resource_type == slot("resource_type"),
+                HistoryRow.resource_id == slot("resource_id"),
+                HistoryRow.version_id == slot("version_id"),
             )
             .cte("version")
             .prefix_with("MATERIALIZED")
@@ -297,9 +277,7 @@ def _params(access: ReadAccess, **given: Any) -> dict[str, Any]:
     """The values of a read's slots."""
     params = dict(given)
     params["consent_now"] = access.now
-    for name, value in row_values(access.audit).items():
-        if name in _AUDIT_PARAMS:
-            params[f"a_{name}"] = value
+    params.update(audit_params(access.audit))
     return params
 
 
