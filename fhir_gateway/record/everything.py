@@ -12,7 +12,8 @@ compares them on random worlds):
 
 - ``in_session``: the store's queries in one transaction. It serves SQLite (the embedded
   default) and the tests that hold a connection open.
-- ``PostgresEverything``: two statements on the read path's asyncio pool, in autocommit.
+- ``PostgresEverything``: two statements on the read path's asyncio pool for statements
+  whose plan does not depend on their values (``PostgresReader.fixed_pool``), in autocommit.
   The first (``FACTS_SQL``, fixed) reads the person's source patients with their
   relationships, break-glass grants and whether they have any directive. The second
   (``page_statement``, compiled once per shape of request and specialised predicate) checks
@@ -40,6 +41,7 @@ from sqlalchemy import (
     any_,
     case,
     exists,
+    false,
     func,
     literal,
     literal_column,
@@ -93,6 +95,7 @@ from fhir_gateway.store.visibility import (
     compile_visibility_live,
     compile_visibility_shared,
     something_withheld,
+    withheld_candidates,
     withheld_clause,
 )
 
@@ -276,22 +279,34 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
         .prefix_with("MATERIALIZED")
     )
     counted = select(func.count()).select_from(row).where(*conditions).scalar_subquery()
+    # Whether this page holds everything the caller may see (a first page that did not
+    # overflow). Then the page's rows are the record: its length is the total, and the
+    # predicate need not be tested again for the references or the withheld notice. An
+    # uncorrelated condition, so PostgreSQL decides it once and skips the branches it rules
+    # out (one-time filters).
+    whole: Any = None
     if shape.paged:
         total: Any = counted
     else:
-        # The whole record in one page: its length is the total (counted only when not).
         over = select(func.count()).select_from(page).scalar_subquery()
-        total = case((over > slot("count", Integer()), counted), else_=null())
+        whole = over <= slot("count", Integer())
+        total = case((whole, null()), else_=counted)
     parts = [select(literal_column("'m'").label("what"), *page.c)]
     released = [select(page.c.patient_id)]
     if shape.referenced or shape.person:
         wanted: list[Any] = []
         if shape.referenced:
-            owned = select(row.pk).where(*conditions).scalar_subquery()
+            # The record's rows: the page's when it is whole, else found (and tested) again.
+            owned: Any = select(row.pk).where(*conditions)
+            if whole is not None:
+                owned = union_all(
+                    select(page.c.pk).where(whole), owned.where(not_(whole))
+                ).subquery()
+                owned = select(owned.c.pk)
             ref = search_reference
             wanted.append(
                 select(ref.c.target_type, ref.c.target_id).where(
-                    ref.c.resource_pk.in_(owned),
+                    ref.c.resource_pk.in_(owned.scalar_subquery()),
                     ref.c.target_type == any_(slot("wanted", _TextArray())),
                     ref.c.target_id.is_not(None),
                 )
@@ -330,11 +345,28 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
     rows = union_all(*parts).subquery("x")
     withheld: Any = literal(False)
     if shape.withheld:
-        withheld = withheld_clause(
-            patients=theirs,
-            visible=within,
-            types=(row.resource_type == any_(slot("types", _TextArray())) if shape.types else None),
-        )
+        types = row.resource_type == any_(slot("types", _TextArray())) if shape.types else None
+        withheld = withheld_clause(patients=theirs, visible=within, types=types)
+        if whole is not None and not (shape.since or shape.start or shape.end):
+            # A whole page holding every row the notice counts hides none of them: no need
+            # to test each row again (only when some is missing, is it sealed or withheld?).
+            counted_rows = [
+                theirs,
+                row.deleted.is_(False),
+                *withheld_candidates(row.source_org, row.resource_type),
+            ]
+            if types is not None:
+                counted_rows.append(types)
+            candidates = select(func.count()).select_from(row).where(*counted_rows)
+            shown = (
+                select(func.count())
+                .select_from(page)
+                .where(*withheld_candidates(page.c.source_org, page.c.resource_type))
+            )
+            withheld = case(
+                (and_(whole, candidates.scalar_subquery() == shown.scalar_subquery()), false()),
+                else_=withheld,
+            )
     statement = (
         select(
             anchor.c.deleted.label("anchor_deleted"),
@@ -464,6 +496,6 @@ async def read_everything(
 ) -> EverythingResult:
     """``$everything`` through the fastest way ``reader``'s backend offers."""
     if isinstance(reader, PostgresReader):
-        return await PostgresEverything(reader.pool).run(query, access)
+        return await PostgresEverything(reader.fixed_pool).run(query, access)
     assert isinstance(reader, ConnectionReader)
     return await run_in_threadpool(reader.within, in_session, query, access)

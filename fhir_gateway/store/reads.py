@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from psycopg import AsyncRawCursor
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import (
@@ -287,11 +288,33 @@ def _stored(row: Any) -> StoredResource:
 
 
 class PostgresReader:
-    """Reads on psycopg's asyncio pool (autocommit, raw positional statements, prepared
-    after a few uses)."""
+    """Reads on psycopg's asyncio pools (autocommit, raw positional statements, prepared
+    after a few uses).
+
+    Two pools, because PostgreSQL plans a prepared statement afresh for each execution
+    while it judges that the values might change the plan (its "custom plans"): right for a
+    search, whose best plan depends on its values (a name prefix can use an index only once
+    PostgreSQL knows it), but for the statements whose plan does not (a resource by its key,
+    a person's record by its patients), planning costs more than executing, and more again
+    under consent's longer predicates. Those run on ``fixed_pool``, whose connections keep
+    one generic plan per prepared statement (``plan_cache_mode = force_generic_plan``).
+    """
 
     def __init__(self, conninfo: str, *, max_size: int = 10, connect_timeout: float = 10.0):
-        self._pool = AsyncConnectionPool(
+        self._pool = self._make_pool(conninfo, max_size, connect_timeout)
+        options = conninfo_to_dict(conninfo).get("options") or ""
+        self._fixed_pool = self._make_pool(
+            conninfo,
+            max_size,
+            connect_timeout,
+            options=f"{options} -c plan_cache_mode=force_generic_plan".strip(),
+        )
+
+    @staticmethod
+    def _make_pool(
+        conninfo: str, max_size: int, connect_timeout: float, **connect: str
+    ) -> AsyncConnectionPool[Any]:
+        return AsyncConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
@@ -299,6 +322,7 @@ class PostgresReader:
                 "autocommit": True,
                 "row_factory": namedtuple_row,
                 "cursor_factory": AsyncRawCursor,
+                **connect,
             },
             timeout=connect_timeout,
             open=False,
@@ -306,17 +330,25 @@ class PostgresReader:
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
-        """The pool, for the other read paths that run raw statements on it."""
+        """The pool for statements whose plan depends on their values (searches)."""
         return self._pool
+
+    @property
+    def fixed_pool(self) -> AsyncConnectionPool[Any]:
+        """The pool for statements whose plan does not depend on their values (generic
+        plans: see the class's docstring)."""
+        return self._fixed_pool
 
     async def open(self) -> None:
         await self._pool.open()
+        await self._fixed_pool.open()
 
     async def close(self) -> None:
         await self._pool.close()
+        await self._fixed_pool.close()
 
     async def _one(self, statement: ReadStatement, given: dict[str, Any]) -> StoredResource | None:
-        async with self._pool.connection() as conn:
+        async with self._fixed_pool.connection() as conn:
             cursor = await conn.execute(statement.sql, statement.bind(given))
             row = await cursor.fetchone()
         return None if row is None else _stored(row)

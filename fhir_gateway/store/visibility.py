@@ -500,6 +500,12 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
 _SEALED = aliased(ConsentDirectiveRow)
 
 
+def withheld_candidates(source_org: Any, resource_type: Any) -> list[ColumnElement[bool]]:
+    """Which current rows of a person the withheld notice is about (see ``withheld_clause``),
+    as conditions on these columns."""
+    return [source_org.is_not(None), resource_type != "Consent"]
+
+
 def withheld_clause(
     *,
     patients: ColumnElement[bool],
@@ -515,8 +521,7 @@ def withheld_clause(
     conditions = [
         patients,
         ResourceRow.deleted.is_(False),
-        ResourceRow.source_org.is_not(None),
-        ResourceRow.resource_type != "Consent",
+        *withheld_candidates(ResourceRow.source_org, ResourceRow.resource_type),
         not_(visible),
         not_(
             exists(

@@ -179,3 +179,19 @@ def test_the_person_comes_with_the_first_page_whatever_its_size_or_filters(
     following = [link["url"] for link in later["link"] if link["relation"] == "next"]
     second = client.get(following[0].replace("http://testserver", "")).json()
     assert "include" not in _persons(second)  # includes come with the first page only
+
+
+def test_what_the_record_refers_to_comes_with_the_first_page_however_small(
+    app: FastAPI, client: TestClient
+) -> None:
+    # The practitioner is referred to by an observation stored after both patients, so it is
+    # not on a one-entry first page; the resources it refers to come with that page all the
+    # same, and not again on later ones.
+    ids = _joined_up(app, client)
+    practitioner = f"Practitioner/{ids['practitioner']}"
+    bundle = _everything(client, "gp1-ev", _count=1)
+    assert f"Observation/{ids['gp_obs']}" not in _refs(bundle)
+    assert practitioner in _refs(bundle, "include")
+    following = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+    later = client.get(following[0].replace("http://testserver", "")).json()
+    assert practitioner not in _refs(later, "include")

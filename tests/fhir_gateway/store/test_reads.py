@@ -113,6 +113,34 @@ def test_the_backend_gets_its_own_reader(engine: Engine) -> None:
     assert isinstance(reader, expected)
 
 
+def test_fixed_shape_reads_keep_one_plan_and_searches_plan_for_their_values(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("plan caching is PostgreSQL's")
+    reader = reader_for(engine, max_size=2)
+    assert isinstance(reader, PostgresReader)
+
+    async def modes() -> tuple[str, str, str]:
+        await reader.open()
+        try:
+            async with reader.fixed_pool.connection() as conn:
+                fixed = await (await conn.execute("SHOW plan_cache_mode")).fetchone()
+                # The connection string's own options (here the test's schema) still apply.
+                path = await (await conn.execute("SHOW search_path")).fetchone()
+            async with reader.pool.connection() as conn:
+                values = await (await conn.execute("SHOW plan_cache_mode")).fetchone()
+        finally:
+            await reader.close()
+        return fixed[0], values[0], path[0]
+
+    fixed, values, path = asyncio.run(modes())
+    assert fixed == "force_generic_plan"
+    assert values == "auto"
+    schema = str(engine.url.query["options"]).split("search_path=", 1)[1]
+    assert path == schema
+
+
 def test_current_and_versions_match_what_was_written(engine: Engine) -> None:
     factory = session_factory_for(engine)
     now = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
