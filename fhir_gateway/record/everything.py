@@ -27,7 +27,7 @@ compares them on random worlds):
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -437,12 +437,6 @@ def page_params(query: EverythingQuery, who: Who, access: ReadAccess) -> dict[st
     return params
 
 
-def _stored(row: Any) -> StoredResource:
-    stored = repository.stored_from_row(row)
-    # psycopg gives timestamptz in the session's time zone; the API speaks UTC.
-    return replace(stored, last_updated=row.last_updated.astimezone(UTC))
-
-
 def result_from_rows(query: EverythingQuery, who: Who, rows: Sequence[Any]) -> EverythingResult:
     """The page from the page statement's rows (404 with none: the patient was not found or
     may not be seen; 410 if it is deleted)."""
@@ -451,7 +445,7 @@ def result_from_rows(query: EverythingQuery, who: Who, rows: Sequence[Any]) -> E
     head = rows[0]
     if head.anchor_deleted:
         raise Gone(f"Patient/{query.patient_id} has been deleted")
-    matched = [_stored(r) for r in rows if r.what == "m"]
+    matched = [repository.stored_from_raw_row(r) for r in rows if r.what == "m"]
     resources = matched[: query.count]
     next_cursor = resources[-1].pk if len(matched) > query.count and resources else None
     total = len(resources) if head.total is None else int(head.total)
@@ -462,7 +456,9 @@ def result_from_rows(query: EverythingQuery, who: Who, rows: Sequence[Any]) -> E
     for r in rows:
         if r.what != "i" or (r.resource_type, r.resource_id) in keys:
             continue
-        (first if (r.resource_type, r.resource_id) == person_key else rest).append(_stored(r))
+        (first if (r.resource_type, r.resource_id) == person_key else rest).append(
+            repository.stored_from_raw_row(r)
+        )
     rest.sort(key=lambda r: (r.resource_type, r.resource_id))
     page = EverythingPage(resources, first + rest, next_cursor, total)
     return EverythingResult(who.person_id, page, bool(head.withheld))

@@ -121,20 +121,22 @@ def test_fixed_shape_reads_keep_one_plan_and_searches_plan_for_their_values(
     reader = reader_for(engine, max_size=2)
     assert isinstance(reader, PostgresReader)
 
-    async def modes() -> tuple[str, str, str]:
+    async def modes() -> tuple[str, str, str, str]:
         await reader.open()
         try:
             async with reader.fixed_pool.connection() as conn:
                 fixed = await (await conn.execute("SHOW plan_cache_mode")).fetchone()
                 # The connection string's own options (here the test's schema) still apply.
                 path = await (await conn.execute("SHOW search_path")).fetchone()
+                zone = await (await conn.execute("SHOW TimeZone")).fetchone()
             async with reader.pool.connection() as conn:
                 values = await (await conn.execute("SHOW plan_cache_mode")).fetchone()
         finally:
             await reader.close()
-        return fixed[0], values[0], path[0]
+        return fixed[0], values[0], path[0], zone[0]
 
-    fixed, values, path = asyncio.run(modes())
+    fixed, values, path, zone = asyncio.run(modes())
+    assert zone == "UTC"
     assert fixed == "force_generic_plan"
     assert values == "auto"
     schema = str(engine.url.query["options"]).split("search_path=", 1)[1]
