@@ -33,10 +33,11 @@ format: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/carejoin serve
 
-## Store benchmarks on PostgreSQL (loads the population once), then the joined-up record; see docs/benchmarks.md.
+## Store benchmarks on PostgreSQL (loads the population once), then the joined-up record, then consent and audit on the read paths; see docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.fhir_store --people $${PEOPLE:-10000}
 	$(BIN)/python -m benchmarks.everything --people $${PEOPLE:-10000}
+	$(BIN)/python -m benchmarks.consent --people $${PEOPLE:-10000}
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .coverage
