@@ -445,7 +445,7 @@ def result_from_rows(query: EverythingQuery, who: Who, rows: Sequence[Any]) -> E
     head = rows[0]
     if head.anchor_deleted:
         raise Gone(f"Patient/{query.patient_id} has been deleted")
-    matched = [repository.stored_from_raw_row(r) for r in rows if r.what == "m"]
+    matched = [repository.stored_from_row(r, utc=True) for r in rows if r.what == "m"]
     resources = matched[: query.count]
     next_cursor = resources[-1].pk if len(matched) > query.count and resources else None
     total = len(resources) if head.total is None else int(head.total)
@@ -457,7 +457,7 @@ def result_from_rows(query: EverythingQuery, who: Who, rows: Sequence[Any]) -> E
         if r.what != "i" or (r.resource_type, r.resource_id) in keys:
             continue
         (first if (r.resource_type, r.resource_id) == person_key else rest).append(
-            repository.stored_from_raw_row(r)
+            repository.stored_from_row(r, utc=True)
         )
     rest.sort(key=lambda r: (r.resource_type, r.resource_id))
     page = EverythingPage(resources, first + rest, next_cursor, total)

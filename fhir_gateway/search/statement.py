@@ -224,7 +224,7 @@ def page_from_rows(
     found = found[: request.count]
     if select_.backwards:
         found.reverse()
-    resources = [repository.stored_from_raw_row(r) for r in found]
+    resources = [repository.stored_from_row(r, utc=True) for r in found]
     next_cursor = previous_cursor = None
     if found:
         first, last = found[0], found[-1]

@@ -349,7 +349,7 @@ class PostgresReader:
         async with self._fixed_pool.connection() as conn:
             cursor = await conn.execute(statement.sql, statement.bind(given))
             row = await cursor.fetchone()
-        return None if row is None else repository.stored_from_raw_row(row)
+        return None if row is None else repository.stored_from_row(row, utc=True)
 
     async def current(
         self, resource_type: str, resource_id: str, access: ReadAccess

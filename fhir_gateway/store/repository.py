@@ -108,32 +108,16 @@ VERSION_COLUMNS = (
 )
 
 
-def stored_from_row(row: Any) -> StoredResource:
+def stored_from_row(row: Any, *, utc: bool = False) -> StoredResource:
+    """The stored resource of a row. ``utc``: a row psycopg read without the ORM, whose
+    timestamptz comes in the session's time zone (the API speaks UTC). Built in one go: the
+    read paths make hundreds a request, and ``dataclasses.replace`` costs more than the row."""
     return StoredResource(
         pk=row.pk,
         resource_type=row.resource_type,
         resource_id=row.resource_id,
         version_id=row.version_id,
-        last_updated=row.last_updated,
-        deleted=row.deleted,
-        body=row.body,
-        patient_id=getattr(row, "patient_id", None),
-        source_org=getattr(row, "source_org", None),
-        sensitivity=getattr(row, "sensitivity", None),
-        security=getattr(row, "security", None),
-    )
-
-
-def stored_from_raw_row(row: Any) -> StoredResource:
-    """``stored_from_row`` for a row psycopg read without the ORM: its timestamptz comes in
-    the session's time zone, and the API speaks UTC. (Built in one go: the read paths make
-    hundreds a request, and ``dataclasses.replace`` costs more than the row.)"""
-    return StoredResource(
-        pk=row.pk,
-        resource_type=row.resource_type,
-        resource_id=row.resource_id,
-        version_id=row.version_id,
-        last_updated=row.last_updated.astimezone(UTC),
+        last_updated=row.last_updated.astimezone(UTC) if utc else row.last_updated,
         deleted=row.deleted,
         body=row.body,
         patient_id=getattr(row, "patient_id", None),
