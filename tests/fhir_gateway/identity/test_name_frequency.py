@@ -2,13 +2,16 @@
 the counts kept right in the index (both databases) and shown in the evidence."""
 
 import math
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from fhir_gateway import migrate
+from fhir_gateway.db import create_engine_for
 from fhir_gateway.identity import batch, scoring
 from fhir_gateway.identity import service as identity
 from fhir_gateway.identity.demographics import Demographics, from_patient
@@ -284,3 +287,33 @@ def test_matching_one_record_weighs_names_as_the_batch_linker_does(
         for other_id, _person, match in identity.match_patients(session, probe):
             other = people[int(other_id[1:])]
             assert match == scoring.decide(from_patient(probe), other, DEFAULT_MODEL, with_probe)
+
+
+def test_the_migration_counts_the_records_already_filed(tmp_path: Path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'before-0015.db'}")
+    try:
+        migrate.upgrade(engine, "0014")
+        people = [d(family="Smith", given="John"), d(family="Smith", given="Ann"), d(given="Ann")]
+        with engine.begin() as conn:
+            for n, person in enumerate(people):
+                conn.execute(
+                    insert(IdentityRecord.__table__).values(
+                        patient_id=f"p{n}",
+                        person_id=f"person-{n}",
+                        nhs_verified=False,
+                        features=identity._dump(person),
+                        updated_at=NOW,
+                    )
+                )
+        migrate.upgrade(engine)
+        with Session(engine) as session:
+            assert _counts(session) == {
+                ("family_name", "smith"): 2,
+                ("family_name", "okafor"): 1,
+                ("family_name", ""): 3,
+                ("given_name", "john"): 1,
+                ("given_name", "ann"): 2,
+                ("given_name", ""): 3,
+            }
+    finally:
+        engine.dispose()
