@@ -47,14 +47,18 @@ def test_a_rare_shared_name_weighs_more_than_a_common_one() -> None:
     # Without counts, every name weighs the same.
     assert rare.weight == pytest.approx(common.weight)
 
+    apart = (
+        {"postcode": "LS1 1AA", "phone": "01632 960001"},
+        {"postcode": "M1 1AE", "phone": "01632 960002"},
+    )
     rare = scoring.decide(
-        d(family="Okafor", given="Adaeze", postcode="LS1 1AA"),
-        d(family="Okafor", given="Adaeze", postcode="M1 1AE"),
+        d(family="Okafor", given="Adaeze", **apart[0]),
+        d(family="Okafor", given="Adaeze", **apart[1]),
         names=INDEX,
     )
     common = scoring.decide(
-        d(family="Smith", given="John", postcode="LS1 1AA"),
-        d(family="Smith", given="John", postcode="M1 1AE"),
+        d(family="Smith", given="John", **apart[0]),
+        d(family="Smith", given="John", **apart[1]),
         names=INDEX,
     )
     assert levels(rare) == levels(common)
@@ -62,8 +66,8 @@ def test_a_rare_shared_name_weighs_more_than_a_common_one() -> None:
     assert _weight(common, "family_name") < DEFAULT_MODEL.weight("family_name", "exact")
     assert _weight(rare, "given_name") > _weight(common, "given_name")
     assert rare.weight > common.weight + 6
-    # Same name, birth date and sex, no number, different addresses: a rare name links, a
-    # common one is left to a reviewer.
+    # Same name, birth date and sex, no number, different addresses and phones: a rare name
+    # links, a common one is left to a reviewer.
     assert rare.decision == "link"
     assert common.decision == "review"
 
