@@ -335,11 +335,21 @@ def name_counts(session: Session, features: Demographics) -> NameCounts:
     )
 
 
+# Per database: the newest name-count row when a fold last found nothing to fold.
+_folded_through: dict[str, int] = {}
+
+
 def fold_name_counts(session: Session, now: datetime | None = None, *, limit: int = 500) -> int:
     """Fold the rows of up to ``limit`` names into one row each (a name whose count is zero
     loses its rows); returns how many rows went. The dispatcher's deferred work: filing a
     record adds rows, this keeps the sums short. Rows another transaction is folding are
     skipped on PostgreSQL (``SKIP LOCKED``), so two dispatchers never wait on each other."""
+    # The dispatcher runs this after every batch and every idle poll: when no row was added
+    # since this process last found nothing to fold, there is nothing new (one index probe).
+    database = str(session.get_bind().engine.url)
+    newest = session.scalar(select(func.max(IdentityNameCount.pk)))
+    if newest is None or _folded_through.get(database) == newest:
+        return 0
     names = session.execute(
         select(IdentityNameCount.field, IdentityNameCount.value)
         .group_by(IdentityNameCount.field, IdentityNameCount.value)
@@ -347,6 +357,7 @@ def fold_name_counts(session: Session, now: datetime | None = None, *, limit: in
         .limit(limit)
     ).all()
     if not names:
+        _folded_through[database] = newest
         return 0
     wanted = {(r.field, r.value) for r in names}
     stmt = select(
