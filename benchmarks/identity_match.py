@@ -2,7 +2,8 @@
 
     python -m benchmarks.identity_match --people 1000000 --probes 1000 --population-version 3
 
-Builds identity's index (``identity_record`` and ``identity_block_key``, exactly the rows
+Builds identity's index (``identity_record``, ``identity_block_key`` and
+``identity_name_count``, exactly the rows
 identity writes when it files a record) for every source record of the frozen hard-case
 population (``benchmarks/identity_population.py``, seed 4), each filed under its true
 person, then holds back ``--probes`` source records and times ``Patient/$match``'s
@@ -20,6 +21,7 @@ import argparse
 import random
 import statistics
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,12 +57,16 @@ def build(
     started = time.perf_counter()
     with psycopg.connect(_psycopg_url(url), autocommit=False) as conn:
         with conn.cursor() as cur:
-            cur.execute("TRUNCATE identity_block_key, identity_review, identity_record CASCADE")
+            cur.execute(
+                "TRUNCATE identity_block_key, identity_review, identity_record,"
+                " identity_name_count CASCADE"
+            )
         records = conn.cursor().copy(
             "COPY identity_record (pk, patient_id, person_id, source, nhs_number, nhs_verified,"
             " assurance, features, updated_at, linked_at) FROM STDIN"
         )
         keys_cursor = conn.cursor()
+        names: Counter[tuple[str, str]] = Counter()
         with records as copy:
             key_rows: list[tuple[str, int]] = []
             for key, patient in population(people, SEED, version=version):
@@ -86,6 +92,7 @@ def build(
                     )
                 )
                 key_rows.extend((k[:128], pk) for k in blocking.stored_keys(features))
+                names.update(identity._name_rows(features, 1))
                 if pk % 100_000 == 0:
                     print(
                         f"  {pk} records indexed ({time.perf_counter() - started:.0f}s)", flush=True
@@ -93,6 +100,10 @@ def build(
         with keys_cursor.copy("COPY identity_block_key (key, record_pk) FROM STDIN") as copy:
             for row in key_rows:
                 copy.write_row(row)
+        # The name counts identity keeps with its index (one row per name, as folded).
+        with conn.cursor().copy("COPY identity_name_count (field, value, n) FROM STDIN") as copy:
+            for (field, value), n in sorted(names.items()):
+                copy.write_row((field, value, n))
         with conn.cursor() as cur:
             cur.execute("SELECT setval(pg_get_serial_sequence('identity_record', 'pk'), %s)", (pk,))
         conn.commit()
@@ -101,6 +112,7 @@ def build(
     with psycopg.connect(_psycopg_url(url), autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) identity_record")
         conn.execute("VACUUM (ANALYZE) identity_block_key")
+        conn.execute("VACUUM (ANALYZE) identity_name_count")
     print(
         f"indexed {pk} records of {len(persons)} persons, {len(key_rows)} blocking keys, "
         f"in {time.perf_counter() - started:.0f}s",

@@ -167,7 +167,7 @@ def create_app(
 
 def default_dispatcher() -> events.Dispatcher:
     """The gateway's outbox handlers (identity); extensions may register more."""
-    return events.Dispatcher(events.combine(identity_handlers.HANDLERS))
+    return events.Dispatcher(events.combine(identity_handlers.HANDLERS), identity_handlers.DEFERRED)
 
 
 def _bind(app: FastAPI, engine: Engine) -> None:

@@ -6,13 +6,14 @@ The same rules as ``service.link_patient``, applied to all records together:
 1. every Patient identity has not filed yet is read and its demographics normalised;
 2. candidate pairs are those sharing a blocking key, with the records already filed too
    (blocks larger than ``blocking.MAX_BLOCK`` are skipped, as when matching one record);
-3. each pair is decided by ``scoring.decide``;
+3. each pair is decided by ``scoring.decide``, names weighed by how many of all these
+   records (filed and new) carry them (``scoring.NameCounts``);
 4. links are applied strongest first with union-find, and a union that would put two
    different verified NHS numbers in one Person, or join two Persons that already exist, is
    not made: that pair goes to review instead, as do the pairs in the review band whose
    records end up apart;
-5. Persons, a Provenance per link (with its evidence), identity's records, blocking keys and
-   reviews are written in batches.
+5. Persons, a Provenance per link (with its evidence), identity's records, blocking keys,
+   name counts and reviews are written in batches.
 
 Records already filed keep their Person; new records join it when they link to it.
 """
@@ -20,7 +21,7 @@ Records already filed keep their Person; new records join it when they link to i
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,12 +31,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_gateway.identity import blocking
 from fhir_gateway.identity.demographics import Demographics, from_patient
-from fhir_gateway.identity.models import IdentityBlockKey, IdentityRecord, IdentityReview
-from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, decide
+from fhir_gateway.identity.models import (
+    IdentityBlockKey,
+    IdentityNameCount,
+    IdentityRecord,
+    IdentityReview,
+)
+from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, NameCounts, decide
 from fhir_gateway.identity.service import (
     MATCHER,
     _dump,
     _load,
+    _name_rows,
     _person_resource,
     _provenance,
     _write_person,
@@ -148,6 +155,8 @@ def plan_links(
     import time
 
     clock = time.perf_counter()
+    # Every record counts towards its names' frequencies, as in the index once filed.
+    names = NameCounts.of(r.features for r in records)
     index: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         for key in blocking.stored_keys(record.features):
@@ -165,7 +174,7 @@ def plan_links(
         for j in others:
             if j == i or (not records[j].filed and j > i):
                 continue  # each new-new pair once (from its later record)
-            match = decide(record.features, records[j].features, model)
+            match = decide(record.features, records[j].features, model, names)
             scored += 1
             if match.decision != "no-link":
                 pairs.append((match.weight, i, j, match))
@@ -338,6 +347,16 @@ def _write(
                 ("key", "record_pk"),
                 keys,
             )
+            counted: dict[tuple[str, str], int] = defaultdict(int)
+            for i in chunk:
+                for name, n in _name_rows(records[i].features, 1).items():
+                    counted[name] += n
+            repository.bulk_insert(
+                session,
+                IdentityNameCount.__table__,  # type: ignore[arg-type]
+                ("field", "value", "n"),
+                [(f, v, n) for (f, v), n in sorted(counted.items())],
+            )
         if progress is not None:
             progress("records", start + len(chunk), len(new_indices))
 
@@ -402,7 +421,7 @@ def _write(
                     person_id=str(records[other].person_id),
                     weight=match.weight,
                     probability=match.probability,
-                    evidence=json.dumps([asdict(e) for e in match.evidence]),
+                    evidence=json.dumps([e.as_json() for e in match.evidence]),
                     reasons=json.dumps([x for x in (reason,) if x]),
                     status="open",
                     created_at=now,

@@ -5,7 +5,7 @@ from datetime import datetime
 import orjson
 from sqlalchemy.orm import Session
 
-from fhir_gateway.events import Event, Handler
+from fhir_gateway.events import Deferred, Event, Handler
 from fhir_gateway.identity import service
 from fhir_gateway.store import repository
 
@@ -19,4 +19,10 @@ def on_patient(session: Session, event: Event, now: datetime) -> None:
     service.link_patient(session, orjson.loads(stored.body), now=now)
 
 
+def fold_name_counts(session: Session, now: datetime) -> int:
+    """Deferred work: keep the name counts' sums short (``service.fold_name_counts``)."""
+    return service.fold_name_counts(session, now)
+
+
 HANDLERS: dict[str, list[Handler]] = {"Patient": [on_patient]}
+DEFERRED: tuple[Deferred, ...] = (fold_name_counts,)

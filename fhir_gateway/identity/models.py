@@ -7,7 +7,7 @@ FHIR resources in the store; these tables are what makes matching fast and revie
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fhir_gateway.db import Base
@@ -40,6 +40,28 @@ class IdentityBlockKey(Base):
     record_pk: Mapped[int] = mapped_column(
         BigId, ForeignKey("identity_record.pk", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class IdentityNameCount(Base):
+    """How many of identity's records carry a normalised family or first name, for weighing
+    a name's agreement by how common it is (``scoring.NameCounts``).
+
+    The count of (``field``, ``value``) is the **sum** of ``n`` over its rows: filing a record
+    adds rows (+1, or -1 when a record is removed or its name changes) rather than updating
+    one, so concurrent dispatchers never wait on, or deadlock over, a common name's row or
+    the total. ``value`` '' holds a field's total (records with the field at all). The
+    dispatcher's deferred work folds each name's rows back into one
+    (``service.fold_name_counts``)."""
+
+    __tablename__ = "identity_name_count"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    field: Mapped[str] = mapped_column(String(16))  # family_name | given_name
+    value: Mapped[str] = mapped_column(String(255))  # the normalised name; '' for the total
+    n: Mapped[int] = mapped_column(Integer)
+
+    # (field, value, n): the sums are read from the index alone.
+    __table_args__ = (Index("ix_identity_name_count_name", "field", "value", "n"),)
 
 
 class IdentityReview(Base):

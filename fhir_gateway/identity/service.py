@@ -26,19 +26,27 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from fhir_gateway.identity import blocking
 from fhir_gateway.identity.demographics import Demographics, from_patient
 from fhir_gateway.identity.models import (
     IdentityBlockKey,
+    IdentityNameCount,
     IdentityRecord,
     IdentityReview,
     IdentityUnlink,
 )
 from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, NhsNumber
-from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, decide
+from fhir_gateway.identity.scoring import (
+    DEFAULT_MODEL,
+    TF_VALUE,
+    Match,
+    MatchModel,
+    NameCounts,
+    decide,
+)
 from fhir_gateway.outcomes import Invalid, NotFound
 from fhir_gateway.store import repository, service
 from fhir_gateway.validation import agent_who
@@ -167,6 +175,16 @@ def _provenance(
                                 {"url": "name", "valueCode": e.field},
                                 {"url": "level", "valueCode": e.level},
                                 {"url": "weight", "valueDecimal": round(e.weight, 3)},
+                                *(
+                                    [
+                                        {
+                                            "url": "frequency",
+                                            "valueDecimal": float(f"{e.frequency:.4g}"),
+                                        }
+                                    ]
+                                    if e.frequency is not None
+                                    else []
+                                ),
                             ],
                         }
                         for e in match.evidence
@@ -244,18 +262,147 @@ class Candidate:
     verified_numbers: frozenset[str]
 
 
+# -- name counts (term frequencies) -----------------------------------------------------
+
+
+def _name_rows(features: Demographics | None, sign: int) -> dict[tuple[str, str], int]:
+    """The change to the name counts of adding (``sign`` 1) or removing (-1) a record."""
+    change: dict[tuple[str, str], int] = defaultdict(int)
+    if features is None:
+        return change
+    for name, attribute in TF_VALUE.items():
+        value = getattr(features, attribute)
+        if value:
+            change[name, value[:255]] += sign
+            change[name, ""] += sign
+    return change
+
+
+def _count_names(session: Session, old: Demographics | None, new: Demographics | None) -> None:
+    """Keep ``identity_name_count`` in step with a record added (``old`` None), changed or
+    removed (``new`` None): rows are added, never updated (see ``IdentityNameCount``)."""
+    change = _name_rows(old, -1)
+    for key, n in _name_rows(new, 1).items():
+        change[key] += n
+    rows = [{"field": f, "value": v, "n": n} for (f, v), n in sorted(change.items()) if n]
+    if rows:
+        session.execute(insert(IdentityNameCount), rows)
+
+
+def _name_count_columns(features: Demographics) -> list[tuple[tuple[str, str], Any]]:
+    """Scalar subqueries for the counts matching ``features`` needs: each of its names, and
+    each field's total."""
+    columns = []
+    for name, attribute in TF_VALUE.items():
+        value = getattr(features, attribute)
+        if not value:
+            continue
+        for wanted in (value[:255], ""):
+            column = (
+                select(func.coalesce(func.sum(IdentityNameCount.n), 0))
+                .where(IdentityNameCount.field == name, IdentityNameCount.value == wanted)
+                .scalar_subquery()
+            )
+            columns.append(((name, wanted), column))
+    return columns
+
+
+def _name_counts(
+    features: Demographics, found: Mapping[tuple[str, str], int], *, plus_probe: bool
+) -> NameCounts:
+    """The counts as ``scoring`` reads them (``plus_probe``: the probe is not in the index,
+    so it is counted as the batch linker counts every record it links)."""
+    extra = 1 if plus_probe else 0
+    counts: dict[tuple[str, str], int] = {}
+    totals: dict[str, int] = {}
+    for name, attribute in TF_VALUE.items():
+        value = getattr(features, attribute)
+        if not value:
+            continue
+        counts[name, value] = int(found.get((name, value[:255]), 0)) + extra
+        totals[name] = int(found.get((name, ""), 0)) + extra
+    return NameCounts(counts, totals)
+
+
+def name_counts(session: Session, features: Demographics) -> NameCounts:
+    """The index's counts of ``features``' names (the record itself included if filed)."""
+    columns = _name_count_columns(features)
+    if not columns:
+        return NameCounts({}, {})
+    row = session.execute(select(*(c for _k, c in columns))).one()
+    return _name_counts(
+        features, {k: int(v) for (k, _c), v in zip(columns, row, strict=True)}, plus_probe=False
+    )
+
+
+# Per database: the newest name-count row when a fold last found nothing to fold.
+_folded_through: dict[str, int] = {}
+
+
+def fold_name_counts(session: Session, now: datetime | None = None, *, limit: int = 500) -> int:
+    """Fold the rows of up to ``limit`` names into one row each (a name whose count is zero
+    loses its rows); returns how many rows went. The dispatcher's deferred work: filing a
+    record adds rows, this keeps the sums short. Rows another transaction is folding are
+    skipped on PostgreSQL (``SKIP LOCKED``), so two dispatchers never wait on each other."""
+    # The dispatcher runs this after every batch and every idle poll: when no row was added
+    # since this process last found nothing to fold, there is nothing new (one index probe).
+    database = str(session.get_bind().engine.url)
+    newest = session.scalar(select(func.max(IdentityNameCount.pk)))
+    if newest is None or _folded_through.get(database) == newest:
+        return 0
+    names = session.execute(
+        select(IdentityNameCount.field, IdentityNameCount.value)
+        .group_by(IdentityNameCount.field, IdentityNameCount.value)
+        .having(func.count() > 1)
+        .limit(limit)
+    ).all()
+    if not names:
+        _folded_through[database] = newest
+        return 0
+    wanted = {(r.field, r.value) for r in names}
+    stmt = select(
+        IdentityNameCount.pk, IdentityNameCount.field, IdentityNameCount.value, IdentityNameCount.n
+    ).where(IdentityNameCount.value.in_({v for _f, v in wanted}))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    sums: dict[tuple[str, str], int] = defaultdict(int)
+    rows: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row in session.execute(stmt):
+        if (row.field, row.value) in wanted:
+            sums[row.field, row.value] += row.n
+            rows[row.field, row.value].append(row.pk)
+    gone = [pk for key, pks in rows.items() if len(pks) > 1 for pk in pks]
+    if not gone:
+        return 0
+    for start in range(0, len(gone), 1000):
+        session.execute(
+            delete(IdentityNameCount).where(IdentityNameCount.pk.in_(gone[start : start + 1000]))
+        )
+    kept = [
+        {"field": f, "value": v, "n": sums[f, v]}
+        for (f, v), pks in sorted(rows.items())
+        if len(pks) > 1 and sums[f, v]
+    ]
+    if kept:
+        session.execute(insert(IdentityNameCount), kept)
+    return len(gone) - len(kept)
+
+
 def _record_matches(
     session: Session,
     features: Demographics,
     *,
     exclude_pk: int | None,
     model: MatchModel,
+    plus_probe: bool = False,
 ) -> list[tuple[str, str, Match]]:
     """(patient id, person id, match) for every record sharing a blocking key (blocks too
-    large to say anything, ``blocking.MAX_BLOCK``, are skipped unless an NHS number's)."""
+    large to say anything, ``blocking.MAX_BLOCK``, are skipped unless an NHS number's), names
+    weighed by their counts in the index (read in the same statement)."""
     keys = sorted(blocking.probe_keys(features))
     if not keys:
         return []
+    count_columns = _name_count_columns(features)
     # The large blocks are counted in the same statement, from the key index alone.
     large = (
         select(IdentityBlockKey.key)
@@ -264,7 +411,12 @@ def _record_matches(
         .having(func.count() > blocking.MAX_BLOCK)
     )
     stmt = (
-        select(IdentityRecord.patient_id, IdentityRecord.person_id, IdentityRecord.features)
+        select(
+            IdentityRecord.patient_id,
+            IdentityRecord.person_id,
+            IdentityRecord.features,
+            *(c for _k, c in count_columns),
+        )
         .where(
             IdentityRecord.pk.in_(
                 select(IdentityBlockKey.record_pk).where(
@@ -276,9 +428,17 @@ def _record_matches(
     )
     if exclude_pk is not None:
         stmt = stmt.where(IdentityRecord.pk != exclude_pk)
+    rows = session.execute(stmt).all()
+    if not rows:
+        return []
+    names = _name_counts(
+        features,
+        {k: int(v) for (k, _c), v in zip(count_columns, rows[0][3:], strict=True)},
+        plus_probe=plus_probe,
+    )
     return [
-        (row.patient_id, row.person_id, decide(features, _load(row.features), model))
-        for row in session.execute(stmt)
+        (row.patient_id, row.person_id, decide(features, _load(row.features), model, names))
+        for row in rows
     ]
 
 
@@ -322,7 +482,7 @@ def match_patients(
     found = [
         (patient_id, person_id, match)
         for patient_id, person_id, match in _record_matches(
-            session, features, exclude_pk=None, model=model
+            session, features, exclude_pk=None, model=model, plus_probe=True
         )
         if match.decision != "no-link"
     ]
@@ -397,6 +557,7 @@ def link_patient(
         session.add(record)
         session.flush()
         _replace_keys(session, record.pk, features)
+        _count_names(session, None, features)
 
     found = candidates(session, features, exclude_pk=record.pk, model=model)
     linkable = [
@@ -483,7 +644,11 @@ def _follow_merge(
             select(IdentityRecord.features).where(IdentityRecord.patient_id == survivor)
         )
         assert survivor_features is not None
-        candidate = Candidate(target, decide(features, _load(survivor_features)), verified)
+        candidate = Candidate(
+            target,
+            decide(features, _load(survivor_features), names=name_counts(session, features)),
+            verified,
+        )
         review = _queue_review(
             session, record.pk, candidate, (f"the source merged it: {held}",), now
         )
@@ -507,6 +672,7 @@ def _refresh(
     source: Any,
     now: datetime,
 ) -> None:
+    _count_names(session, _load(record.features), features)
     record.features = dumped
     record.nhs_number = features.nhs.value if features.nhs else None
     record.nhs_verified = bool(features.nhs and features.nhs.verified)
@@ -541,7 +707,7 @@ def _queue_review(
         person_id=candidate.person_id,
         weight=candidate.match.weight,
         probability=candidate.match.probability,
-        evidence=json.dumps([asdict(e) for e in candidate.match.evidence]),
+        evidence=json.dumps([e.as_json() for e in candidate.match.evidence]),
         reasons=json.dumps(list(reasons)),
         status="open",
         created_at=now,
@@ -728,6 +894,7 @@ def forget_patient(session: Session, patient_id: str, *, now: datetime) -> None:
     if record is None:
         return
     person_id = record.person_id
+    _count_names(session, _load(record.features), None)
     session.delete(record)
     session.flush()
     if _person_links(session, person_id):
@@ -768,11 +935,13 @@ __all__ = [
     "LinkOutcome",
     "accept_review",
     "candidates",
+    "fold_name_counts",
     "forget_patient",
     "joined_patients",
     "link",
     "link_patient",
     "match_patients",
+    "name_counts",
     "open_reviews",
     "patients_of",
     "person_of",
