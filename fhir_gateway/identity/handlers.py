@@ -19,10 +19,6 @@ def on_patient(session: Session, event: Event, now: datetime) -> None:
     service.link_patient(session, orjson.loads(stored.body), now=now)
 
 
-def fold_name_counts(session: Session, now: datetime) -> int:
-    """Deferred work: keep the name counts' sums short (``service.fold_name_counts``)."""
-    return service.fold_name_counts(session, now)
-
-
 HANDLERS: dict[str, list[Handler]] = {"Patient": [on_patient]}
-DEFERRED: tuple[Deferred, ...] = (fold_name_counts,)
+# Deferred work: keep the name counts' sums short.
+DEFERRED: tuple[Deferred, ...] = (service.fold_name_counts,)

@@ -161,6 +161,13 @@ class FieldEvidence:
 TF_VALUE = {"family_name": "family", "given_name": "given"}
 
 
+def name_values(features: "Demographics") -> list[tuple[str, str]]:
+    """(field, normalised value) of each term-frequency field ``features`` has."""
+    return [
+        (name, v) for name, attribute in TF_VALUE.items() if (v := getattr(features, attribute))
+    ]
+
+
 class NameCounts:
     """How many records of the index (or of the population being linked) carry each
     normalised family name and first name: the data term-frequency adjustment needs.
@@ -181,11 +188,9 @@ class NameCounts:
         counts: dict[tuple[str, str], int] = defaultdict(int)
         totals: dict[str, int] = defaultdict(int)
         for person in people:
-            for name, attribute in TF_VALUE.items():
-                value = getattr(person, attribute)
-                if value:
-                    counts[name, value] += 1
-                    totals[name] += 1
+            for name, value in name_values(person):
+                counts[name, value] += 1
+                totals[name] += 1
         return cls(counts, totals)
 
     def evidence(self, model: MatchModel, field_name: str, value: str) -> FieldEvidence:

@@ -41,11 +41,11 @@ from fhir_gateway.identity.models import (
 from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM, NhsNumber
 from fhir_gateway.identity.scoring import (
     DEFAULT_MODEL,
-    TF_VALUE,
     Match,
     MatchModel,
     NameCounts,
     decide,
+    name_values,
 )
 from fhir_gateway.outcomes import Invalid, NotFound
 from fhir_gateway.store import repository, service
@@ -270,11 +270,9 @@ def _name_rows(features: Demographics | None, sign: int) -> dict[tuple[str, str]
     change: dict[tuple[str, str], int] = defaultdict(int)
     if features is None:
         return change
-    for name, attribute in TF_VALUE.items():
-        value = getattr(features, attribute)
-        if value:
-            change[name, value[:255]] += sign
-            change[name, ""] += sign
+    for name, value in name_values(features):
+        change[name, value[:255]] += sign
+        change[name, ""] += sign
     return change
 
 
@@ -293,10 +291,7 @@ def _name_count_columns(features: Demographics) -> list[tuple[tuple[str, str], A
     """Scalar subqueries for the counts matching ``features`` needs: each of its names, and
     each field's total."""
     columns = []
-    for name, attribute in TF_VALUE.items():
-        value = getattr(features, attribute)
-        if not value:
-            continue
+    for name, value in name_values(features):
         for wanted in (value[:255], ""):
             column = (
                 select(func.coalesce(func.sum(IdentityNameCount.n), 0))
@@ -315,10 +310,7 @@ def _name_counts(
     extra = 1 if plus_probe else 0
     counts: dict[tuple[str, str], int] = {}
     totals: dict[str, int] = {}
-    for name, attribute in TF_VALUE.items():
-        value = getattr(features, attribute)
-        if not value:
-            continue
+    for name, value in name_values(features):
         counts[name, value] = int(found.get((name, value[:255]), 0)) + extra
         totals[name] = int(found.get((name, ""), 0)) + extra
     return NameCounts(counts, totals)

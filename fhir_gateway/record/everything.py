@@ -97,6 +97,7 @@ from fhir_gateway.store.visibility import (
     something_withheld,
     withheld_candidates,
     withheld_clause,
+    withheld_scope,
 )
 
 
@@ -299,14 +300,11 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
             # The record's rows: the page's when it is whole, else found (and tested) again.
             owned: Any = select(row.pk).where(*conditions)
             if whole is not None:
-                owned = union_all(
-                    select(page.c.pk).where(whole), owned.where(not_(whole))
-                ).subquery()
-                owned = select(owned.c.pk)
+                owned = union_all(select(page.c.pk).where(whole), owned.where(not_(whole)))
             ref = search_reference
             wanted.append(
                 select(ref.c.target_type, ref.c.target_id).where(
-                    ref.c.resource_pk.in_(owned.scalar_subquery()),
+                    ref.c.resource_pk.in_(owned),
                     ref.c.target_type == any_(slot("wanted", _TextArray())),
                     ref.c.target_id.is_not(None),
                 )
@@ -350,14 +348,7 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
         if whole is not None and not (shape.since or shape.start or shape.end):
             # A whole page holding every row the notice counts hides none of them: no need
             # to test each row again (only when some is missing, is it sealed or withheld?).
-            counted_rows = [
-                theirs,
-                row.deleted.is_(False),
-                *withheld_candidates(row.source_org, row.resource_type),
-            ]
-            if types is not None:
-                counted_rows.append(types)
-            candidates = select(func.count()).select_from(row).where(*counted_rows)
+            candidates = select(func.count()).select_from(row).where(*withheld_scope(theirs, types))
             shown = (
                 select(func.count())
                 .select_from(page)

@@ -501,9 +501,22 @@ _SEALED = aliased(ConsentDirectiveRow)
 
 
 def withheld_candidates(source_org: Any, resource_type: Any) -> list[ColumnElement[bool]]:
-    """Which current rows of a person the withheld notice is about (see ``withheld_clause``),
-    as conditions on these columns."""
+    """Which rows the withheld notice is about (see ``withheld_clause``), as conditions on
+    these columns."""
     return [source_org.is_not(None), resource_type != "Consent"]
+
+
+def withheld_scope(
+    patients: ColumnElement[bool], types: ColumnElement[bool] | None = None
+) -> list[ColumnElement[bool]]:
+    """The current resources the withheld notice is about: of the patients ``patients``
+    selects, of the types ``types`` selects, recorded by a source (see ``withheld_clause``)."""
+    scope = [
+        patients,
+        ResourceRow.deleted.is_(False),
+        *withheld_candidates(ResourceRow.source_org, ResourceRow.resource_type),
+    ]
+    return scope if types is None else [*scope, types]
 
 
 def withheld_clause(
@@ -519,9 +532,7 @@ def withheld_clause(
     so ``NOT visible`` never meets a row without a source or a patient."""
     sealed = _SEALED
     conditions = [
-        patients,
-        ResourceRow.deleted.is_(False),
-        *withheld_candidates(ResourceRow.source_org, ResourceRow.resource_type),
+        *withheld_scope(patients, types),
         not_(visible),
         not_(
             exists(
@@ -532,8 +543,6 @@ def withheld_clause(
             )
         ),
     ]
-    if types is not None:
-        conditions.append(types)
     return exists(select(ResourceRow.pk).where(*conditions))
 
 
