@@ -46,9 +46,18 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server(
-    url: str, *, workers: int = 1, port: int | None = None
+    url: str,
+    *,
+    workers: int = 1,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    preload: str | None = None,
 ) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
-    """Run ``uvicorn carejoin.app:create_service`` against ``url`` until the block ends."""
+    """Run ``uvicorn carejoin.app:create_service`` against ``url`` until the block ends.
+
+    ``env``: settings of this server's own (``CAREJOIN_...``). ``preload``: a module the
+    server process imports before anything else (an experiment's change to the service,
+    such as ``benchmarks.without_read_audit``)."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     env = {
@@ -59,11 +68,16 @@ def server(
         "CAREJOIN_AGREEMENT_PATH": str(bench_agreement()),
         # The store's figures: the outbox dispatcher (identity linking) is measured on its own.
         "CAREJOIN_DISPATCH_EVENTS": os.environ.get("CAREJOIN_DISPATCH_EVENTS", "false"),
+        **(env or {}),
     }
+    start = (
+        ["-m", "uvicorn"]
+        if preload is None
+        else ["-c", f"import {preload}; import uvicorn; uvicorn.main()"]
+    )
     cmd = [
         sys.executable,
-        "-m",
-        "uvicorn",
+        *start,
         "carejoin.app:create_service",
         "--factory",
         "--host",

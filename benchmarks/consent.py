@@ -11,8 +11,10 @@ predicate compiled into the query, an AuditEvent per person committed with the d
 Figures: ``$everything?_count=500`` for people with about 300 resources across three sources
 (p50, p99 at concurrency 1; requests/s at 8), ``Observation?patient=..&_count=50&_sort=-date``
 (p50, p95 at concurrency 1), read by id (requests/s at 8; p99 paced at 1,000/s), each beside
-the raw-SQL floor; and what writing the AuditEvent costs a read, measured on the read path's
-own statement with and without its audit insert (psycopg, 8 concurrent connections).
+the raw-SQL floor; and what writing the AuditEvent costs a read: on the read path's own
+statement with and without its audit insert (psycopg, 8 concurrent connections), and on the
+service, the GP's reads per second with the audit (and the sealer) against the same server
+with the read's audit insert taken out.
 
 Loads the population (``benchmarks.fhir_store``) and the heavy people
 (``benchmarks.everything``) if they are not there yet.
@@ -177,6 +179,60 @@ def audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[str, flo
     }
 
 
+def _sealing(url: str, stop: Any) -> None:
+    """The background sealer, as a worker process beside the server would run it."""
+    import threading
+
+    from fhir_gateway.audit import sealer
+    from fhir_gateway.db import create_engine_for, session_factory_for
+
+    engine = create_engine_for(url)
+    state = sealer.Sealer()
+    halt = threading.Event()
+    try:
+        while not stop.is_set():
+            sealer.seal_all(session_factory_for(engine), block_size=10000, stop=halt, sealer=state)
+            stop.wait(2.0)
+    finally:
+        engine.dispose()
+
+
+def service_audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[str, float]:
+    """The GP's reads by id per second at 8 clients on the service as it is (each read
+    commits its AuditEvent; the sealer seals them in a process of its own) and on the same
+    service with the read's audit insert taken out (``benchmarks.without_read_audit``), two
+    rounds of each, alternating, so that the machine's drift falls on both."""
+    import multiprocessing
+
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(2):
+        for audited in (True, False):
+            preload = None if audited else "benchmarks.without_read_audit"
+            stop = multiprocessing.get_context("spawn").Event()
+            sealing = multiprocessing.get_context("spawn").Process(
+                target=_sealing, args=(url, stop)
+            )
+            if audited:
+                sealing.start()
+            try:
+                with server(url, preload=preload) as (host, port, _):
+                    token = bench_token(f"http://{host}:{port}/fhir", GP_CLAIMS)
+                    _loadgen(port, token, read_paths[:500], 8, 3.0, None)
+                    rate = _loadgen(port, token, read_paths, 8, seconds, None)["throughput"]
+                    rates[audited].append(rate)
+            finally:
+                if audited:
+                    stop.set()
+                    sealing.join(timeout=60)
+    with_audit = statistics.mean(rates[True])
+    without = statistics.mean(rates[False])
+    return {
+        "service_read_rate_with_audit": with_audit,
+        "service_read_rate_without_audit": without,
+        "service_audit_read_rate_drop_pct": 100 * (1 - with_audit / without),
+    }
+
+
 def measure(
     port: int,
     token: str,
@@ -218,6 +274,11 @@ def main() -> None:
     parser.add_argument("--heavy", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument(
+        "--only-audit",
+        action="store_true",
+        help="only what writing the audit costs reads (statement and service)",
+    )
     args = parser.parse_args()
     url = bench_url().replace("carejoin_bench", f"carejoin_bench_{args.people}")
     ensure_database(url, fresh=False)
@@ -230,6 +291,11 @@ def main() -> None:
     everything_paths = [f"/fhir/Patient/{p}/$everything?_count=500" for p in firsts]
     search_paths = [f"/fhir/Observation?patient={p}&_count=50&_sort=-date" for p in firsts]
     paths = (everything_paths, search_paths, read_paths)
+    if args.only_audit:
+        figures.update(audit_cost(url, read_paths, args.seconds / 2))
+        figures.update(service_audit_cost(url, read_paths, args.seconds / 2))
+        _print(figures)
+        return
     with server(url) as (host, port, proc):
         base = f"http://{host}:{port}"
         gp = bench_token(f"{base}/fhir", GP_CLAIMS)
@@ -242,6 +308,7 @@ def main() -> None:
     figures.update(floor(url, firsts, args.seconds / 2))
     figures.update(_search_floor(url, firsts, args.seconds / 2))
     figures.update(audit_cost(url, read_paths, args.seconds / 2))
+    figures.update(service_audit_cost(url, read_paths, args.seconds / 2))
     for kind, key in (("everything", "p50_ms"), ("everything", "p99_ms"), ("search", "p95_ms")):
         figures[f"consent_{kind}_{key}_added_pct"] = 100 * (
             figures[f"gp_{kind}_{key}"] / figures[f"all_{kind}_{key}"] - 1
@@ -252,6 +319,10 @@ def main() -> None:
     figures["gp_search_p95_ratio_to_floor"] = (
         figures["gp_search_p95_ms"] / figures["floor_search_p95_ms"]
     )
+    _print(figures)
+
+
+def _print(figures: dict[str, float]) -> None:
     print(f"\nmachine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}; database: PostgreSQL")
     for key, value in figures.items():
         print(f"{key:40} {value:12.2f}" if isinstance(value, float) else f"{key:40} {value:>12}")

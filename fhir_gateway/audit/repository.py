@@ -138,16 +138,25 @@ def _sealed(rows: Sequence[Row[Any]]) -> list[SealedRow]:
     return [cast(SealedRow, tuple(row)) for row in rows]
 
 
-def unsealed_rows(session: Session, *, limit: int) -> list[SealedRow]:
-    """Up to ``limit`` events no block lists yet, in ``pk`` order (every column).
+def unsealed_rows(session: Session, *, limit: int, from_pk: int = 0) -> list[SealedRow]:
+    """Up to ``limit`` events no block lists yet, in ``pk`` order (every column), among
+    those whose ``pk`` is ``from_pk`` or more.
 
     An event committed after a later one was sealed has a lower ``pk`` than sealed events;
-    it is found here all the same, because sealing is by absence from ``audit_seal``, not by
-    ``pk`` range.
+    it is found here all the same (as long as it is not below ``from_pk``), because sealing
+    is by absence from ``audit_seal``, not by ``pk`` range. ``from_pk`` is what keeps a pass
+    cheap: without it, finding the absent means walking every event ever sealed.
     """
     sealed = select(AuditSealRow.event_pk).where(AuditSealRow.event_pk == AuditEventRow.pk)
-    stmt = select(*_SEALED).where(~sealed.exists()).order_by(AuditEventRow.pk).limit(limit)
-    return _sealed(session.execute(stmt).all())
+    stmt = select(*_SEALED).where(~sealed.exists())
+    if from_pk > 0:
+        stmt = stmt.where(AuditEventRow.pk >= from_pk)
+    return _sealed(session.execute(stmt.order_by(AuditEventRow.pk).limit(limit)).all())
+
+
+def latest_event_pk(session: Session) -> int:
+    """The highest ``pk`` among the events this transaction sees (0 when there are none)."""
+    return int(session.scalar(select(func.max(AuditEventRow.pk))) or 0)
 
 
 def latest_block(session: Session) -> AuditBlockRow | None:
