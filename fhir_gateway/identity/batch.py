@@ -19,6 +19,8 @@ Records already filed keep their Person; new records join it when they link to i
 """
 
 import json
+import multiprocessing
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -145,13 +147,30 @@ class Plan:
     score_seconds: float
 
 
+PARALLEL_FROM = 20_000
+"""Records from which ``plan_links`` scores candidate pairs in more than one process."""
+
+Scored = list[tuple[float, int, int, Match]]
+
+# What the scoring processes read, set just before they are forked (copy-on-write: nothing is
+# pickled on the way in) and cleared after.
+_SHARED: tuple[list[_Record], dict[str, list[int]], NameCounts, MatchModel] | None = None
+
+
 def plan_links(
     records: list[_Record],
     *,
     model: MatchModel = DEFAULT_MODEL,
     progress: Callable[[str, int, int], None] | None = None,
+    workers: int | None = None,
 ) -> Plan:
-    """Decide every candidate pair and cluster the records (in memory, no database)."""
+    """Decide every candidate pair and cluster the records (in memory, no database).
+
+    ``workers``: processes scoring pairs (default: one per core, from ``PARALLEL_FROM``
+    records; 1 scores in this process alone). Scoring is each record against its blocks,
+    independent of every other record's, so the records are cut into chunks scored side by
+    side (this process scoring its share) and the results put back in record order: the
+    plan is the same whatever the number of processes."""
     import time
 
     clock = time.perf_counter()
@@ -161,25 +180,7 @@ def plan_links(
     for i, record in enumerate(records):
         for key in blocking.stored_keys(record.features):
             index[key].append(i)
-    pairs: list[tuple[float, int, int, Match]] = []
-    scored = 0
-    for i, record in enumerate(records):
-        if record.filed:
-            continue  # filed records are only ever the other side of a pair
-        others: set[int] = set()
-        for key in blocking.probe_keys(record.features):
-            block = index.get(key, ())
-            if blocking.usable(key, len(block)):
-                others.update(block)
-        for j in others:
-            if j == i or (not records[j].filed and j > i):
-                continue  # each new-new pair once (from its later record)
-            match = decide(record.features, records[j].features, model, names)
-            scored += 1
-            if match.decision != "no-link":
-                pairs.append((match.weight, i, j, match))
-        if progress is not None and i % 5000 == 0:
-            progress("scoring", i, len(records))
+    pairs, scored = _score_all(records, index, names, model, workers, progress)
     score_seconds = time.perf_counter() - clock
 
     clusters = _Clusters(records)
@@ -203,6 +204,92 @@ def plan_links(
     ]
     reviews += [(i, j, m, r) for i, j, m, r in held if clusters.find(i) != clusters.find(j)]
     return Plan(clusters, joined_by, reviews, scored, score_seconds)
+
+
+def _score_range(
+    start: int,
+    end: int,
+    records: list[_Record],
+    index: dict[str, list[int]],
+    names: NameCounts,
+    model: MatchModel,
+) -> tuple[Scored, int]:
+    """The pairs of records ``start`` to ``end`` (each new record against the records its
+    blocks hold) that are not a no-link, in record order; and how many pairs were scored."""
+    pairs: Scored = []
+    scored = 0
+    for i in range(start, end):
+        record = records[i]
+        if record.filed:
+            continue  # filed records are only ever the other side of a pair
+        others: set[int] = set()
+        for key in blocking.probe_keys(record.features):
+            block = index.get(key, ())
+            if blocking.usable(key, len(block)):
+                others.update(block)
+        for j in others:
+            if j == i or (not records[j].filed and j > i):
+                continue  # each new-new pair once (from its later record)
+            match = decide(record.features, records[j].features, model, names)
+            scored += 1
+            if match.decision != "no-link":
+                pairs.append((match.weight, i, j, match))
+    return pairs, scored
+
+
+def _score_shared(chunk: tuple[int, int]) -> tuple[Scored, int]:
+    """``_score_range`` in a forked scoring process, over what ``_SHARED`` held at the fork."""
+    assert _SHARED is not None
+    return _score_range(chunk[0], chunk[1], *_SHARED)
+
+
+def _score_all(
+    records: list[_Record],
+    index: dict[str, list[int]],
+    names: NameCounts,
+    model: MatchModel,
+    workers: int | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[Scored, int]:
+    global _SHARED
+    count = len(records)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
+    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        workers = 1  # the records would have to be pickled to every process: not worth it
+    size = max(1000, count // (max(workers, 1) * 8))
+    chunks = [(start, min(start + size, count)) for start in range(0, count, size)]
+    results: dict[tuple[int, int], tuple[Scored, int]] = {}
+    if workers <= 1:
+        for chunk in chunks:
+            results[chunk] = _score_range(*chunk, records, index, names, model)
+            if progress is not None:
+                progress("scoring", chunk[1], count)
+    else:
+        # This process scores every ``workers``-th chunk; forked processes the others.
+        mine = chunks[::workers]
+        theirs = [c for n, c in enumerate(chunks) if n % workers]
+        _SHARED = (records, index, names, model)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers - 1) as pool:
+                pending = pool.imap(_score_shared, theirs)
+                for chunk in mine:
+                    results[chunk] = _score_range(*chunk, records, index, names, model)
+                    if progress is not None:
+                        progress("scoring", min(len(results) * size, count), count)
+                for chunk, result in zip(theirs, pending, strict=True):
+                    results[chunk] = result
+                    if progress is not None:
+                        progress("scoring", min(len(results) * size, count), count)
+        finally:
+            _SHARED = None
+    pairs: Scored = []
+    scored = 0
+    for chunk in chunks:
+        chunk_pairs, chunk_scored = results[chunk]
+        pairs.extend(chunk_pairs)
+        scored += chunk_scored
+    return pairs, scored
 
 
 def _strongest_first(

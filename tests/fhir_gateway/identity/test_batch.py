@@ -127,3 +127,20 @@ def test_batch_linking_does_not_depend_on_the_order_records_are_read() -> None:
         group = {r.patient_id: plan.clusters.find(n) for n, r in enumerate(records)}
         assert group["asc-b1"] == group["gp-b1"] == group["rh-b1"], order
         assert group["gp-x"] != group["gp-b1"], order
+
+
+def test_scoring_in_several_processes_gives_the_same_plan() -> None:
+    """Pairs are scored in chunks side by side and put back in record order: the plan (who
+    is joined with whom, by which match, and the reviews in their order) is the same."""
+    from benchmarks.identity_population import population
+
+    patients = [patient for _key, patient in population(3000, 7, version=3)]
+    records = batch.records_from_patients(patients)
+    alone = batch.plan_links(records, workers=1)
+    together = batch.plan_links(records, workers=3)
+    assert together.pairs_scored == alone.pairs_scored > 0
+    groups = [[plan.clusters.find(n) for n in range(len(records))] for plan in (alone, together)]
+    assert groups[0] == groups[1]
+    assert together.joined_by == alone.joined_by
+    assert together.reviews == alone.reviews
+    assert len(set(groups[0])) < len(records)  # something was linked
