@@ -478,15 +478,14 @@ def _two_people(levels: Mapping[str, str]) -> str | None:
 
 def _twins(levels: Mapping[str, str]) -> bool:
     """Twins, or siblings of one household: no agreeing NHS number, birth dates equal (or a
-    typing error apart), family names that agree (or nearly), and first names that are not
-    the same name; or first names that are simply different."""
+    typing error apart) and first names that share only an initial, whatever the family
+    names (a twin who has married has another); or first names that are simply different."""
     if levels.get("nhs_number") == "exact":
         return False
     if levels.get("given_name") == "different":
         return True
     return (
         levels.get("birth_date") in ("exact", "typo")
-        and levels.get("family_name") in ("exact", "other_name", "similar")
         # "similar" (Jaro-Winkler >= 0.90) is left out: it is far more often a typing error
         # in one name than twins with near-identical names.
         and levels.get("given_name") == "initial"

@@ -218,6 +218,16 @@ def test_twins_whose_names_share_an_initial_are_reviewed() -> None:
     assert match.decision == "review"
 
 
+def test_twins_whose_names_share_an_initial_are_reviewed_after_one_has_married() -> None:
+    """A family name that no longer agrees makes two records less alike, never more: twins
+    sharing an initial, a birth date, a home and a phone, one under a married name."""
+    first = d(given="Sophia", family="Kait", phone="01134960000")
+    second = d(given="Susan", family="Nird", phone="01134960000")
+    match = scoring.decide(first, second)
+    assert match.weight >= scoring.DEFAULT_MODEL.link_weight  # the score alone would link
+    assert match.decision == "review"
+
+
 def test_a_typing_error_in_a_short_first_name_is_similar() -> None:
     assert scoring.compare_given(d(given="Leo"), d(given="Lo")) == "similar"
     assert scoring.compare_given(d(given="Mia"), d(given="Mai")) == "similar"
