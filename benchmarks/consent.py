@@ -187,11 +187,12 @@ def _sealing(url: str, stop: Any) -> None:
     from fhir_gateway.db import create_engine_for, session_factory_for
 
     engine = create_engine_for(url)
+    factory = session_factory_for(engine)
     state = sealer.Sealer()
     halt = threading.Event()
     try:
         while not stop.is_set():
-            sealer.seal_all(session_factory_for(engine), block_size=10000, stop=halt, sealer=state)
+            sealer.seal_all(factory, block_size=10000, stop=halt, sealer=state)
             stop.wait(2.0)
     finally:
         engine.dispose()

@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,6 +72,16 @@ def _sqlite_engine(directory: Path) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def own_engine(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> AbstractContextManager[Engine]:
+    """A database of its own for a module whose tests commit: a SQLite file in a fresh
+    directory called ``name``, or a fresh PostgreSQL schema (``backend``: the fixture's param)."""
+    if backend == "sqlite":
+        return _sqlite_engine(Path(tmp_path_factory.mktemp(name)))
+    return _postgres_engine()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

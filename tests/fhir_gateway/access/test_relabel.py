@@ -5,7 +5,6 @@ Relabelling commits batch by batch, so each backend gets its own fresh database 
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, func, select, update
@@ -15,7 +14,7 @@ from fhir_gateway.access.relabel import relabel_all
 from fhir_gateway.db import session_factory_for
 from fhir_gateway.store import service
 from fhir_gateway.store.models import ResourceRow
-from tests.conftest import _postgres_engine, _sqlite_engine
+from tests.conftest import own_engine
 from tests.factories import fhir
 
 
@@ -23,12 +22,7 @@ from tests.factories import fhir
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    make = (
-        _sqlite_engine(Path(tmp_path_factory.mktemp("relabel")))
-        if request.param == "sqlite"
-        else _postgres_engine()
-    )
-    with make as e:
+    with own_engine(request.param, tmp_path_factory, "relabel") as e:
         yield e
 
 

@@ -6,8 +6,8 @@ gets a database of its own for the module: a SQLite file, a PostgreSQL schema.
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -17,7 +17,7 @@ from fhir_gateway.audit import repository, sealer
 from fhir_gateway.audit.models import AuditSealRow
 from fhir_gateway.audit.sealer import CANDIDATE_AGE, SealFloor
 from fhir_gateway.db import session_factory_for
-from tests.conftest import _postgres_engine, _sqlite_engine
+from tests.conftest import own_engine
 from tests.fhir_gateway.audit.records import add, record
 
 
@@ -25,12 +25,7 @@ from tests.fhir_gateway.audit.records import add, record
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    make = (
-        _sqlite_engine(Path(tmp_path_factory.mktemp("seal-floor")))
-        if request.param == "sqlite"
-        else _postgres_engine()
-    )
-    with make as e:
+    with own_engine(request.param, tmp_path_factory, "seal-floor") as e:
         yield e
 
 
@@ -105,6 +100,18 @@ def _until_risen(
     return floor
 
 
+@contextmanager
+def _committing_late(factory: sessionmaker[Session]) -> Iterator[tuple[Session, int]]:
+    """A transaction (PostgreSQL) that has written an event and stays open until the test
+    commits it: (its session, the event's pk)."""
+    late = factory()
+    late.begin()
+    try:
+        yield late, add(late, record(detail="committed late"))[0].pk
+    finally:
+        late.close()
+
+
 def test_the_floor_rises_past_what_is_sealed_and_passes_start_there(
     factory: sessionmaker[Session],
 ) -> None:
@@ -154,22 +161,17 @@ def test_an_event_committed_late_below_newer_ones_is_sealed_before_the_floor_pas
         pytest.skip("SQLite serialises writers: nothing commits beside the sealer")
     clock = Clock()
     floor = _until_risen(factory, SealFloor(), clock, above=0)
-    late = factory()
-    late.begin()
-    try:
-        (slow,) = add(late, record(detail="committed late"))
+    with _committing_late(factory) as (late, slow):
         newer = _commit(factory, 2)
-        assert newer[0] > slow.pk
+        assert newer[0] > slow
         for _ in range(4):  # the newer events are sealed; the floor must stop below the slow one
             clock.now += CANDIDATE_AGE + 1
             _, floor = _pass(factory, floor, clock)
-            assert floor.pk <= slow.pk
+            assert floor.pk <= slow
         assert [_times_sealed(factory, pk) for pk in newer] == [1, 1]
         late.commit()
-    finally:
-        late.close()
     floor = _until_risen(factory, floor, clock, above=newer[-1])
-    assert _times_sealed(factory, slow.pk) == 1
+    assert _times_sealed(factory, slow) == 1
     assert _unsealed(factory) == 0
 
 
@@ -237,10 +239,7 @@ def test_a_pass_resumed_above_the_floor_never_moves_it(
         pytest.skip("SQLite serialises writers: nothing commits beside the sealer")
     clock = Clock()
     floor = _until_risen(factory, SealFloor(), clock, above=0)
-    late = factory()
-    late.begin()
-    try:
-        slow = add(late, record(detail="committed late"))[0].pk
+    with _committing_late(factory) as (late, slow):
         _commit(factory, 2)
         for _ in range(3):  # a backlog, one event a block, then the end of that lap
             clock.now += CANDIDATE_AGE + 1
@@ -249,8 +248,6 @@ def test_a_pass_resumed_above_the_floor_never_moves_it(
         _, floor = _pass(factory, floor, clock, block_size=1)  # from the floor: full again
         assert floor.resume is not None
         late.commit()
-    finally:
-        late.close()
     clock.now += CANDIDATE_AGE + 1
     _, floor = _pass(factory, floor, clock, block_size=1)  # the end of the resumed lap
     assert floor.pk <= slow

@@ -3,7 +3,6 @@ since the listener commits)."""
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hl7.mllp import open_hl7_connection
@@ -13,7 +12,7 @@ from fhir_gateway.app import unit_of_work_factory
 from fhir_gateway.db import session_factory_for
 from fhir_gateway.feeds import mllp
 from fhir_gateway.feeds.models import Hl7Message
-from tests.conftest import _postgres_engine, _sqlite_engine
+from tests.conftest import own_engine
 from tests.fhir_gateway.feeds.messages import adt
 
 
@@ -21,12 +20,7 @@ from tests.fhir_gateway.feeds.messages import adt
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    make = (
-        _sqlite_engine(Path(tmp_path_factory.mktemp("mllp")))
-        if request.param == "sqlite"
-        else _postgres_engine()
-    )
-    with make as e:
+    with own_engine(request.param, tmp_path_factory, "mllp") as e:
         yield e
 
 

@@ -19,7 +19,7 @@ from fhir_gateway.app import unit_of_work_factory
 from fhir_gateway.db import session_factory_for
 from fhir_gateway.feeds import mllp
 from fhir_gateway.store.models import ResourceRow
-from tests.conftest import _postgres_engine, _sqlite_engine
+from tests.conftest import own_engine
 from tests.fhir_gateway.feeds.messages import adt
 from tests.fhir_gateway.feeds.test_cld import extract, row
 
@@ -28,12 +28,7 @@ from tests.fhir_gateway.feeds.test_cld import extract, row
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    make = (
-        _sqlite_engine(Path(tmp_path_factory.mktemp("sources-cli")))
-        if request.param == "sqlite"
-        else _postgres_engine()
-    )
-    with make as e:
+    with own_engine(request.param, tmp_path_factory, "sources-cli") as e:
         yield e
 
 

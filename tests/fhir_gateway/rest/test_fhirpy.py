@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -19,7 +18,7 @@ from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 from fhir_gateway.app import create_app
 from fhir_gateway.auth.dependencies import development_issuer
 from fhir_gateway.settings import AuthSettings, GatewaySettings
-from tests.conftest import SYSTEM_CLAIMS, _postgres_engine, _sqlite_engine
+from tests.conftest import SYSTEM_CLAIMS, own_engine
 from tests.factories import fhir
 
 
@@ -39,12 +38,7 @@ def live(
     """A live server's base URL, and a system token for it."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/fhir"
-    make_engine = (
-        _sqlite_engine(Path(tmp_path_factory.mktemp("live")))
-        if request.param == "sqlite"
-        else _postgres_engine()
-    )
-    with make_engine as engine:
+    with own_engine(request.param, tmp_path_factory, "live") as engine:
         auth = auth_settings.model_copy(update={"audience": url})
         settings = GatewaySettings(
             database_url=str(engine.url), base_url=url, auth=auth, agreement_path=agreement_path

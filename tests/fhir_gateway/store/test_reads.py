@@ -7,7 +7,6 @@ uncommitted transaction), so each backend gets its own fresh database or schema.
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -20,7 +19,7 @@ from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.db import session_factory_for
 from fhir_gateway.store import service
 from fhir_gateway.store.reads import ConnectionReader, PostgresReader, ReadAccess, reader_for
-from tests.conftest import _postgres_engine, _sqlite_engine
+from tests.conftest import own_engine
 from tests.factories import fhir
 
 
@@ -28,12 +27,7 @@ from tests.factories import fhir
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    make = (
-        _sqlite_engine(Path(tmp_path_factory.mktemp("reads")))
-        if request.param == "sqlite"
-        else _postgres_engine()
-    )
-    with make as e:
+    with own_engine(request.param, tmp_path_factory, "reads") as e:
         yield e
 
 
