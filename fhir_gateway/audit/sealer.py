@@ -214,7 +214,15 @@ def seal_all(
     stop: threading.Event | None = None,
     sealer: Sealer | None = None,
 ) -> list[int]:
-    """Seal until nothing is waiting, each block in its own transaction; the block numbers.
+    """Seal what was waiting when the call began, each block in its own transaction; the
+    block numbers.
+
+    Blocks follow one another while they come out full (a backlog) and the pass after a
+    backlog, which starts from the floor again; the first block that is not full, from the
+    floor, ends the call. Waiting instead until *nothing* is waiting would, under a steady
+    stream of audited reads, seal a handful of events per block, one transaction after
+    another, without end (measured: 70 to 90 blocks of a few dozen events every two seconds,
+    a fifth of the service's reads).
 
     ``sealer``: the floor kept between calls (the background loop's); without it, the whole
     trail is looked at. ``stop`` (set on shutdown) ends the loop after the block in flight
@@ -223,14 +231,17 @@ def seal_all(
     state = sealer if sealer is not None else Sealer()
     sealed: list[int] = []
     while stop is None or not stop.is_set():
+        before = state.floor
         with factory.begin() as session:
             number, after = seal_from(
-                session, now=datetime.now(UTC), block_size=block_size, floor=state.floor
+                session, now=datetime.now(UTC), block_size=block_size, floor=before
             )
         state.floor = after  # committed: the floor may now count on this block
         if number is None:
             break
         sealed.append(number)
+        if after.resume is None and before.resume is None:
+            break  # not full, and from the floor: everything committed before it is sealed
     return sealed
 
 

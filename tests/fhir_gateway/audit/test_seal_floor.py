@@ -5,9 +5,10 @@ gets a database of its own for the module: a SQLite file, a PostgreSQL schema.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -254,3 +255,66 @@ def test_a_pass_resumed_above_the_floor_never_moves_it(
     for _ in range(3):
         _, floor = _pass(factory, floor, clock, block_size=1)
     assert _times_sealed(factory, slow) == 1
+
+
+class Hooked:
+    """A session factory that calls ``before(n)`` as the sealer begins its n-th transaction
+    (from 1): what commits meanwhile, as other requests would."""
+
+    def __init__(self, factory: sessionmaker[Session], before: Callable[[int], None]) -> None:
+        self.factory = factory
+        self.before = before
+        self.begun = 0
+
+    def begin(self) -> Any:
+        self.begun += 1
+        self.before(self.begun)
+        return self.factory.begin()
+
+
+def test_sealing_under_a_steady_stream_ends_with_the_first_block_that_is_not_full(
+    factory: sessionmaker[Session],
+) -> None:
+    """A call seals what was waiting when it began and returns: waiting until nothing at all
+    waits would, with reads arriving all the time, seal a few events a block without end."""
+    state = sealer.Sealer()
+    sealer.seal_all(factory, block_size=10000, sealer=state)
+    arrived: list[int] = []
+
+    def one_more(n: int) -> None:
+        if n <= 50:
+            arrived.extend(_commit(factory, 1))
+
+    numbers = sealer.seal_all(cast(Any, Hooked(factory, one_more)), block_size=10000, sealer=state)
+    assert len(numbers) == 1
+    assert [_times_sealed(factory, pk) for pk in arrived] == [1]
+    # The next call takes what arrived meanwhile, again as one block.
+    _commit(factory, 3)
+    assert len(sealer.seal_all(factory, block_size=10000, sealer=state)) == 1
+    assert _unsealed(factory) == 0
+
+
+def test_one_call_follows_a_backlog_with_a_pass_from_the_floor(
+    engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    """Full blocks go on; the lap that ends above the floor is followed by a pass from the
+    floor, so an event that committed late, below where the lap resumed, is sealed by the
+    same call."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: nothing commits beside the sealer")
+    clock = Clock()
+    state = sealer.Sealer(floor=_until_risen(factory, SealFloor(), clock, above=0))
+    with _committing_late(factory) as (late, slow):
+        pks = _commit(factory, 5)
+
+        def commit_late(n: int) -> None:
+            if n == 3:  # as the lap's last block (the fifth event) begins
+                late.commit()
+
+        numbers = sealer.seal_all(
+            cast(Any, Hooked(factory, commit_late)), block_size=2, sealer=state
+        )
+    assert len(numbers) == 4  # 2 + 2 + 1, then the late one from the floor
+    assert state.floor.resume is None
+    assert [_times_sealed(factory, pk) for pk in [slow, *pks]] == [1] * 6
+    assert _unsealed(factory) == 0
