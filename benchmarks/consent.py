@@ -255,29 +255,52 @@ def service_audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[
 
 def measure(
     port: int,
-    token: str,
-    label: str,
+    tokens: dict[str, str],
     paths: tuple[list[str], list[str], list[str]],
     seconds: float,
 ) -> dict[str, float]:
+    """Each load by each caller (``tokens``: label to token), in rounds ordered A B B A so
+    that the machine's drift and whatever the earlier loads left behind (a longer audit
+    trail, a warmer cache) fall on both callers alike; each figure is the mean of a caller's
+    two rounds, each round half of ``seconds``."""
     everything_paths, search_paths, read_paths = paths
-    _loadgen(port, token, everything_paths, 1, 3.0, None)  # warm up
-    one = _loadgen(port, token, everything_paths, 1, seconds, None)
-    eight = _loadgen(port, token, everything_paths, 8, seconds, None)
-    search = _loadgen(port, token, search_paths, 1, seconds, None)
-    _loadgen(port, token, read_paths[:500], 8, 3.0, None)
-    read8 = _loadgen(port, token, read_paths, 8, seconds, None)
-    paced = _loadgen(port, token, read_paths, 8, seconds, 1000.0)
-    return {
-        f"{label}_everything_p50_ms": one["p50"],
-        f"{label}_everything_p99_ms": one["p99"],
-        f"{label}_everything_rate_8": eight["throughput"],
-        f"{label}_search_p50_ms": search["p50"],
-        f"{label}_search_p95_ms": search["p95"],
-        f"{label}_read_rate_8": read8["throughput"],
-        f"{label}_read_paced_p99_ms": paced["p99"],
-        f"{label}_errors": one["errors"] + eight["errors"] + search["errors"] + read8["errors"],
+    for token in tokens.values():  # warm up: statements compiled and prepared for both
+        _loadgen(port, token, everything_paths, 1, 3.0, None)
+        _loadgen(port, token, read_paths[:500], 8, 3.0, None)
+    loads: dict[str, tuple[list[str], int, float | None]] = {
+        "one": (everything_paths, 1, None),
+        "eight": (everything_paths, 8, None),
+        "search": (search_paths, 1, None),
+        "read8": (read_paths, 8, None),
+        "paced": (read_paths, 8, 1000.0),
     }
+    order = list(tokens)
+    rounds: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for name, (load_paths, concurrency, rate) in loads.items():
+        for label in (*order, *reversed(order)):
+            figures = _loadgen(port, tokens[label], load_paths, concurrency, seconds / 2, rate)
+            rounds.setdefault((label, name), []).append(figures)
+
+    def mean(label: str, name: str, key: str) -> float:
+        return statistics.mean(r[key] for r in rounds[(label, name)])
+
+    figures: dict[str, float] = {}
+    for label in order:
+        figures.update(
+            {
+                f"{label}_everything_p50_ms": mean(label, "one", "p50"),
+                f"{label}_everything_p99_ms": mean(label, "one", "p99"),
+                f"{label}_everything_rate_8": mean(label, "eight", "throughput"),
+                f"{label}_search_p50_ms": mean(label, "search", "p50"),
+                f"{label}_search_p95_ms": mean(label, "search", "p95"),
+                f"{label}_read_rate_8": mean(label, "read8", "throughput"),
+                f"{label}_read_paced_p99_ms": mean(label, "paced", "p99"),
+                f"{label}_errors": sum(
+                    r["errors"] for name in loads for r in rounds[(label, name)]
+                ),
+            }
+        )
+    return figures
 
 
 def _entries(token: str, base: str, path: str) -> int:
@@ -322,8 +345,7 @@ def main() -> None:
         everyone = bench_token(f"{base}/fhir", BENCH_CLIENT)
         figures["gp_everything_entries"] = _entries(gp, base, everything_paths[0])
         figures["all_everything_entries"] = _entries(everyone, base, everything_paths[0])
-        figures.update(measure(port, everyone, "all", paths, args.seconds))
-        figures.update(measure(port, gp, "gp", paths, args.seconds))
+        figures.update(measure(port, {"all": everyone, "gp": gp}, paths, args.seconds))
         figures["rss_after_mb"] = rss_mb(proc.pid)
     figures.update(floor(url, firsts, args.seconds / 2))
     figures.update(_search_floor(url, firsts, args.seconds / 2))
