@@ -39,7 +39,14 @@ from fhir_gateway.identity.models import (
     IdentityRecord,
     IdentityReview,
 )
-from fhir_gateway.identity.scoring import DEFAULT_MODEL, Match, MatchModel, NameCounts, decide
+from fhir_gateway.identity.scoring import (
+    DEFAULT_MODEL,
+    Match,
+    MatchModel,
+    NameCounts,
+    cannot_link,
+    decide,
+)
 from fhir_gateway.identity.service import (
     MATCHER,
     _dump,
@@ -230,8 +237,10 @@ def _score_range(
         for j in others:
             if j == i or (not records[j].filed and j > i):
                 continue  # each new-new pair once (from its later record)
-            match = decide(record.features, records[j].features, model, names)
             scored += 1
+            if cannot_link(record.features, records[j].features, model, names):
+                continue
+            match = decide(record.features, records[j].features, model, names)
             if match.decision != "no-link":
                 pairs.append((match.weight, i, j, match))
     return pairs, scored

@@ -383,6 +383,71 @@ def score(
     return total, tuple(evidence)
 
 
+# Screening (``cannot_link``): the fields in the order they are looked at, the cheapest
+# first (names, which need string similarity and the nickname data, last).
+SCREEN_ORDER = ("nhs_number", "sex", "phone", "birth_date", "postcode", "family_name", "given_name")
+# Below the review weight by more than this: no rounding of a sum of seven weights can
+# bring the bound (or the weight ``score`` adds up in another order) back above it.
+_SCREEN_MARGIN = 1e-9
+
+_CEILINGS: dict[int, tuple[MatchModel, tuple[float, ...]]] = {}
+
+
+def _ceilings(model: MatchModel) -> tuple[float, ...]:
+    """For each field of ``SCREEN_ORDER``, the most the fields after it can add to a weight:
+    each at most its best level (exact agreement on a name at most its level's weight plus
+    ``tf_max_boost``, the rarest name's), and nothing when it cannot be compared."""
+    cached = _CEILINGS.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    best = []
+    for name in SCREEN_ORDER:
+        top = max(model.weight(name, level) for level in model.levels[name])
+        if name in model.tf_fields:
+            top = max(top, model.weight(name, "exact") + model.tf_max_boost)
+        best.append(max(0.0, top))
+    after = tuple(sum(best[k + 1 :]) for k in range(len(best)))
+    if len(_CEILINGS) > 64:
+        _CEILINGS.clear()
+    _CEILINGS[id(model)] = (model, after)
+    return after
+
+
+def cannot_link(
+    a: Demographics,
+    b: Demographics,
+    model: MatchModel = DEFAULT_MODEL,
+    names: NameCounts | None = None,
+) -> bool:
+    """True only when ``decide(a, b, model, names)`` is certainly "no-link", found without
+    building its evidence: field by field, cheapest first, until even the best that the
+    fields not yet compared could add leaves the weight below ``review_weight``. (Below it
+    ``decide`` says no-link whatever its rules, which only ever lower a decision, except for
+    one verified NHS number on both, never screened.) False says nothing: decide."""
+    if (
+        a.nhs is not None
+        and b.nhs is not None
+        and a.nhs.verified
+        and b.nhs.verified
+        and a.nhs.value == b.nhs.value
+    ):
+        return False
+    table = _evidence_table(model)
+    after = _ceilings(model)
+    floor = model.review_weight - _SCREEN_MARGIN
+    weight = model.prior_weight
+    for k, name in enumerate(SCREEN_ORDER):
+        level = COMPARISONS[name](a, b)
+        if level is not None:
+            if names is not None and level == "exact" and name in model.tf_fields:
+                weight += names.evidence(model, name, getattr(a, TF_VALUE[name])).weight
+            else:
+                weight += table[name][level].weight
+        if weight + after[k] < floor:
+            return True
+    return False
+
+
 def _probability(weight: float) -> float:
     if weight > 60:
         return 1.0

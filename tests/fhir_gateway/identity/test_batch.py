@@ -1,5 +1,7 @@
 """Linking a whole population at once gives what the rules say, on both databases."""
 
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -9,8 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from fhir_gateway.identity import batch, blocking
 from fhir_gateway.identity import service as identity
 from fhir_gateway.identity.models import IdentityRecord, IdentityReview
+from fhir_gateway.identity.scoring import DEFAULT_MODEL, NameCounts, cannot_link, decide
 from fhir_gateway.store import service
-from tests.fhir_gateway.identity.test_scoring import NUMBER_A, NUMBER_B
+from tests.fhir_gateway.identity.test_scoring import NUMBER_A, NUMBER_B, d
 from tests.fhir_gateway.identity.test_service import NOW, source_patient
 
 
@@ -144,3 +147,74 @@ def test_scoring_in_several_processes_gives_the_same_plan() -> None:
     assert together.joined_by == alone.joined_by
     assert together.reviews == alone.reviews
     assert len(set(groups[0])) < len(records)  # something was linked
+
+
+def _candidate_pairs(records: list[batch._Record]) -> Iterator[tuple[int, int]]:
+    """Every pair the batch linker scores (each record against its blocks)."""
+    index: dict[str, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        for key in blocking.stored_keys(record.features):
+            index[key].append(i)
+    for i, record in enumerate(records):
+        others: set[int] = set()
+        for key in blocking.probe_keys(record.features):
+            block = index.get(key, ())
+            if blocking.usable(key, len(block)):
+                others.update(block)
+        yield from ((i, j) for j in sorted(others) if j < i)
+
+
+def test_a_pair_screened_out_is_always_one_decide_calls_no_link() -> None:
+    """``cannot_link`` spares the evidence of most pairs; it must never spare one that
+    ``decide`` would link or send to review."""
+    from benchmarks.identity_population import population
+
+    patients = [patient for _key, patient in population(3000, 11, version=3)]
+    records = batch.records_from_patients(patients)
+    names = NameCounts.of(r.features for r in records)
+    screened = 0
+    decisions: Counter[str] = Counter()
+    for i, j in _candidate_pairs(records):
+        a, b = records[i].features, records[j].features
+        decision = decide(a, b, DEFAULT_MODEL, names).decision
+        decisions[decision] += 1
+        if cannot_link(a, b, DEFAULT_MODEL, names):
+            screened += 1
+            assert decision == "no-link", (records[i].patient_id, records[j].patient_id)
+    assert decisions["link"] > 1000  # the population has links
+    assert decisions["review"] > 0  # and reviews
+    assert screened > 0.8 * decisions["no-link"], decisions  # and it spares most no-links
+
+
+def test_the_same_verified_nhs_number_is_never_screened_out() -> None:
+    """With one verified NHS number on both, ``decide`` links (or reviews a conflict) however
+    little else agrees: the screen leaves such a pair to it."""
+    a = d(nhs_number=NUMBER_A, verified=True, given="Ada", family="Okafor", birth="1950-01-01")
+    b = d(
+        nhs_number=NUMBER_A,
+        verified=True,
+        given="Zed",
+        family="Quinn",
+        birth="1990-06-30",
+        gender="male",
+        postcode="BD1 1AA",
+    )
+    assert decide(a, b).decision == "review"
+    assert not cannot_link(a, b)
+
+
+def test_screening_gives_the_same_plan_as_deciding_every_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks.identity_population import population
+
+    patients = [patient for _key, patient in population(3000, 7, version=3)]
+    records = batch.records_from_patients(patients)
+    screened = batch.plan_links(records, workers=1)
+    monkeypatch.setattr(batch, "cannot_link", lambda *args: False)
+    every = batch.plan_links(records, workers=1)
+    assert screened.pairs_scored == every.pairs_scored > 0
+    groups = [[plan.clusters.find(n) for n in range(len(records))] for plan in (screened, every)]
+    assert groups[0] == groups[1]
+    assert screened.joined_by == every.joined_by
+    assert screened.reviews == every.reviews
