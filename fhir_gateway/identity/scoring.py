@@ -36,7 +36,7 @@ level's own weight (a name seen once in a million is not proof of identity).
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -390,27 +390,43 @@ SCREEN_ORDER = ("nhs_number", "sex", "phone", "birth_date", "postcode", "family_
 # bring the bound (or the weight ``score`` adds up in another order) back above it.
 _SCREEN_MARGIN = 1e-9
 
-_CEILINGS: dict[int, tuple[MatchModel, tuple[float, ...]]] = {}
+# Per field of ``SCREEN_ORDER``: its name, its comparison, its levels' weights, whether exact
+# agreement is weighed by the name's frequency, and the most the fields after it can add.
+_ScreenStep = tuple[
+    str, Callable[["Demographics", "Demographics"], str | None], dict[str, float], bool, float
+]
+_SCREENS: dict[int, tuple[MatchModel, float, float, tuple[_ScreenStep, ...]]] = {}
 
 
-def _ceilings(model: MatchModel) -> tuple[float, ...]:
-    """For each field of ``SCREEN_ORDER``, the most the fields after it can add to a weight:
-    each at most its best level (exact agreement on a name at most its level's weight plus
-    ``tf_max_boost``, the rarest name's), and nothing when it cannot be compared."""
-    cached = _CEILINGS.get(id(model))
+def _screen(model: MatchModel) -> tuple[float, float, tuple[_ScreenStep, ...]]:
+    """(The prior's weight, the weight below which a pair is screened out, the steps), once
+    per model. A field's best is its best level (exact agreement on a name at most its
+    level's weight plus ``tf_max_boost``, the rarest name's), and nothing when it cannot be
+    compared."""
+    cached = _SCREENS.get(id(model))
     if cached is not None and cached[0] is model:
-        return cached[1]
+        return cached[1], cached[2], cached[3]
     best = []
     for name in SCREEN_ORDER:
         top = max(model.weight(name, level) for level in model.levels[name])
         if name in model.tf_fields:
             top = max(top, model.weight(name, "exact") + model.tf_max_boost)
         best.append(max(0.0, top))
-    after = tuple(sum(best[k + 1 :]) for k in range(len(best)))
-    if len(_CEILINGS) > 64:
-        _CEILINGS.clear()
-    _CEILINGS[id(model)] = (model, after)
-    return after
+    steps = tuple(
+        (
+            name,
+            COMPARISONS[name],
+            {level: model.weight(name, level) for level in model.levels[name]},
+            name in model.tf_fields,
+            sum(best[k + 1 :]),
+        )
+        for k, name in enumerate(SCREEN_ORDER)
+    )
+    if len(_SCREENS) > 64:
+        _SCREENS.clear()
+    found = (model.prior_weight, model.review_weight - _SCREEN_MARGIN, steps)
+    _SCREENS[id(model)] = (model, *found)
+    return found
 
 
 def cannot_link(
@@ -432,18 +448,15 @@ def cannot_link(
         and a.nhs.value == b.nhs.value
     ):
         return False
-    table = _evidence_table(model)
-    after = _ceilings(model)
-    floor = model.review_weight - _SCREEN_MARGIN
-    weight = model.prior_weight
-    for k, name in enumerate(SCREEN_ORDER):
-        level = COMPARISONS[name](a, b)
+    weight, floor, steps = _screen(model)
+    for name, compare, weights, by_frequency, after in steps:
+        level = compare(a, b)
         if level is not None:
-            if names is not None and level == "exact" and name in model.tf_fields:
+            if by_frequency and names is not None and level == "exact":
                 weight += names.evidence(model, name, getattr(a, TF_VALUE[name])).weight
             else:
-                weight += table[name][level].weight
-        if weight + after[k] < floor:
+                weight += weights[level]
+        if weight + after < floor:
             return True
     return False
 
