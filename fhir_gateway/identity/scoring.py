@@ -383,6 +383,11 @@ def score(
     return total, tuple(evidence)
 
 
+def _both_verified(a: Demographics, b: Demographics) -> bool:
+    """Both records carry an NHS number the national index has verified."""
+    return a.nhs is not None and b.nhs is not None and a.nhs.verified and b.nhs.verified
+
+
 # Screening (``cannot_link``): the fields in the order they are looked at, the cheapest
 # first (names, which need string similarity and the nickname data, last).
 SCREEN_ORDER = ("nhs_number", "sex", "phone", "birth_date", "postcode", "family_name", "given_name")
@@ -406,6 +411,7 @@ def _screen(model: MatchModel) -> tuple[float, float, tuple[_ScreenStep, ...]]:
     cached = _SCREENS.get(id(model))
     if cached is not None and cached[0] is model:
         return cached[1], cached[2], cached[3]
+    table = _evidence_table(model)  # the weights ``score`` adds, to the last bit
     best = []
     for name in SCREEN_ORDER:
         top = max(model.weight(name, level) for level in model.levels[name])
@@ -416,7 +422,7 @@ def _screen(model: MatchModel) -> tuple[float, float, tuple[_ScreenStep, ...]]:
         (
             name,
             COMPARISONS[name],
-            {level: model.weight(name, level) for level in model.levels[name]},
+            {level: e.weight for level, e in table[name].items()},
             name in model.tf_fields,
             sum(best[k + 1 :]),
         )
@@ -440,13 +446,7 @@ def cannot_link(
     fields not yet compared could add leaves the weight below ``review_weight``. (Below it
     ``decide`` says no-link whatever its rules, which only ever lower a decision, except for
     one verified NHS number on both, never screened.) False says nothing: decide."""
-    if (
-        a.nhs is not None
-        and b.nhs is not None
-        and a.nhs.verified
-        and b.nhs.verified
-        and a.nhs.value == b.nhs.value
-    ):
+    if _both_verified(a, b) and compare_nhs(a, b) == "exact":
         return False
     weight, floor, steps = _screen(model)
     for name, compare, weights, by_frequency, after in steps:
@@ -483,7 +483,7 @@ def decide(
     weight, evidence = score(a, b, model, names)
     levels = _levels(evidence)
     probability = _probability(weight)
-    both_verified = a.nhs is not None and b.nhs is not None and a.nhs.verified and b.nhs.verified
+    both_verified = _both_verified(a, b)
     conflicts = [f for f in ("birth_date", "sex") if levels.get(f) == "different"]
 
     if both_verified and levels.get("nhs_number") == "exact":

@@ -132,21 +132,30 @@ def test_batch_linking_does_not_depend_on_the_order_records_are_read() -> None:
         assert group["gp-x"] != group["gp-b1"], order
 
 
+def _generated(people: int, seed: int) -> list[batch._Record]:
+    """The records of a synthetic population (the accuracy benchmark's generator)."""
+    from benchmarks.identity_population import population
+
+    return batch.records_from_patients([p for _key, p in population(people, seed, version=3)])
+
+
+def _assert_same_plan(one: batch.Plan, other: batch.Plan, records: list[batch._Record]) -> None:
+    """Who is joined with whom, by which match, and the reviews in their order."""
+    assert one.pairs_scored == other.pairs_scored > 0
+    groups = [[plan.clusters.find(n) for n in range(len(records))] for plan in (one, other)]
+    assert groups[0] == groups[1]
+    assert one.joined_by == other.joined_by
+    assert one.reviews == other.reviews
+
+
 def test_scoring_in_several_processes_gives_the_same_plan() -> None:
     """Pairs are scored in chunks side by side and put back in record order: the plan (who
     is joined with whom, by which match, and the reviews in their order) is the same."""
-    from benchmarks.identity_population import population
-
-    patients = [patient for _key, patient in population(3000, 7, version=3)]
-    records = batch.records_from_patients(patients)
+    records = _generated(3000, 7)
     alone = batch.plan_links(records, workers=1)
     together = batch.plan_links(records, workers=3)
-    assert together.pairs_scored == alone.pairs_scored > 0
-    groups = [[plan.clusters.find(n) for n in range(len(records))] for plan in (alone, together)]
-    assert groups[0] == groups[1]
-    assert together.joined_by == alone.joined_by
-    assert together.reviews == alone.reviews
-    assert len(set(groups[0])) < len(records)  # something was linked
+    _assert_same_plan(alone, together, records)
+    assert len({alone.clusters.find(n) for n in range(len(records))}) < len(records)  # linked
 
 
 def _candidate_pairs(records: list[batch._Record]) -> Iterator[tuple[int, int]]:
@@ -167,10 +176,7 @@ def _candidate_pairs(records: list[batch._Record]) -> Iterator[tuple[int, int]]:
 def test_a_pair_screened_out_is_always_one_decide_calls_no_link() -> None:
     """``cannot_link`` spares the evidence of most pairs; it must never spare one that
     ``decide`` would link or send to review."""
-    from benchmarks.identity_population import population
-
-    patients = [patient for _key, patient in population(3000, 11, version=3)]
-    records = batch.records_from_patients(patients)
+    records = _generated(3000, 11)
     names = NameCounts.of(r.features for r in records)
     screened = 0
     decisions: Counter[str] = Counter()
@@ -206,15 +212,7 @@ def test_the_same_verified_nhs_number_is_never_screened_out() -> None:
 def test_screening_gives_the_same_plan_as_deciding_every_pair(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from benchmarks.identity_population import population
-
-    patients = [patient for _key, patient in population(3000, 7, version=3)]
-    records = batch.records_from_patients(patients)
+    records = _generated(3000, 7)
     screened = batch.plan_links(records, workers=1)
     monkeypatch.setattr(batch, "cannot_link", lambda *args: False)
-    every = batch.plan_links(records, workers=1)
-    assert screened.pairs_scored == every.pairs_scored > 0
-    groups = [[plan.clusters.find(n) for n in range(len(records))] for plan in (screened, every)]
-    assert groups[0] == groups[1]
-    assert screened.joined_by == every.joined_by
-    assert screened.reviews == every.reviews
+    _assert_same_plan(screened, batch.plan_links(records, workers=1), records)
