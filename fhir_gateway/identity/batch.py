@@ -18,11 +18,13 @@ The same rules as ``service.link_patient``, applied to all records together:
 Records already filed keep their Person; new records join it when they link to it.
 """
 
+import gc
 import json
 import multiprocessing
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +33,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fhir_gateway.identity import blocking
+from fhir_gateway.identity import blocking, columns
 from fhir_gateway.identity.demographics import Demographics, from_patient
 from fhir_gateway.identity.models import (
     IdentityBlockKey,
@@ -152,6 +154,7 @@ class Plan:
     reviews: list[tuple[int, int, Match, str]]
     pairs_scored: int
     score_seconds: float
+    keys: list[frozenset[str]]  # each record's stored blocking keys, as filed
 
 
 PARALLEL_FROM = 20_000
@@ -161,7 +164,23 @@ Scored = list[tuple[float, int, int, Match]]
 
 # What the scoring processes read, set just before they are forked (copy-on-write: nothing is
 # pickled on the way in) and cleared after.
-_SHARED: tuple[list[_Record], dict[str, list[int]], NameCounts, MatchModel] | None = None
+_SHARED: tuple[list[_Record], columns.Survivors, NameCounts, MatchModel] | None = None
+
+
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Planning makes millions of small objects (pairs, evidence, matches) that hold no
+    reference cycles: each is freed by its reference count the moment it is dropped. The
+    cycle collector's passes over them, and over every record, found nothing and took about a
+    fifth of planning's time, so it is paused while planning (in the forked scoring
+    processes too, which inherit the pause) and resumed, if it was running, after."""
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
 
 
 def plan_links(
@@ -173,27 +192,41 @@ def plan_links(
 ) -> Plan:
     """Decide every candidate pair and cluster the records (in memory, no database).
 
-    ``workers``: processes scoring pairs (default: one per core, from ``PARALLEL_FROM``
-    records; 1 scores in this process alone). Scoring is each record against its blocks,
-    independent of every other record's, so the records are cut into chunks scored side by
-    side (this process scoring its share) and the results put back in record order: the
-    plan is the same whatever the number of processes."""
+    Candidate pairs are found, and their cheap fields compared, for all pairs at once
+    (``columns``); the pairs that may still reach the review weight are screened on their
+    names and decided one by one. ``workers``: processes deciding them (default: one per
+    core, from ``PARALLEL_FROM`` records; 1 decides in this process alone). Each pair is
+    decided on its own, so the pairs are cut into chunks decided side by side (this process
+    deciding its share) and the results put back in order: the plan is the same whatever
+    the number of processes."""
+    with _cycle_collector_paused():
+        return _plan(records, model, progress, workers)
+
+
+def _plan(
+    records: list[_Record],
+    model: MatchModel,
+    progress: Callable[[str, int, int], None] | None,
+    workers: int | None,
+) -> Plan:
     import time
 
     clock = time.perf_counter()
+    people = [record.features for record in records]
     # Every record counts towards its names' frequencies, as in the index once filed.
-    names = NameCounts.of(r.features for r in records)
-    index: dict[str, list[int]] = defaultdict(list)
-    for i, record in enumerate(records):
-        for key in blocking.stored_keys(record.features):
-            index[key].append(i)
-    pairs, scored = _score_all(records, index, names, model, workers, progress)
+    names = NameCounts.of(people)
+    keys = [blocking.stored_keys(person) for person in people]
+    p, q = columns.candidate_pairs(
+        keys, [blocking.probe_only_keys(person) for person in people], [r.filed for r in records]
+    )
+    survivors = columns.screen(columns.columns(people), p, q, model, names)
+    pairs = _score_all(records, survivors, names, model, workers, progress)
     score_seconds = time.perf_counter() - clock
 
     clusters = _Clusters(records)
     joined_by: dict[int, Match] = {}
     held: list[tuple[int, int, Match, str]] = []
-    pairs.sort(key=lambda p: p[0], reverse=True)
+    pairs.sort(key=lambda pair: pair[0], reverse=True)
     for _weight, i, j, match in _strongest_first(pairs, clusters, records):
         if match.decision != "link":
             continue
@@ -210,43 +243,37 @@ def plan_links(
         if match.decision == "review" and clusters.find(i) != clusters.find(j)
     ]
     reviews += [(i, j, m, r) for i, j, m, r in held if clusters.find(i) != clusters.find(j)]
-    return Plan(clusters, joined_by, reviews, scored, score_seconds)
+    return Plan(clusters, joined_by, reviews, len(p), score_seconds, keys)
 
 
 def _score_range(
     start: int,
     end: int,
     records: list[_Record],
-    index: dict[str, list[int]],
+    survivors: columns.Survivors,
     names: NameCounts,
     model: MatchModel,
-) -> tuple[Scored, int]:
-    """The pairs of records ``start`` to ``end`` (each new record against the records its
-    blocks hold) that are not a no-link, in record order; and how many pairs were scored."""
+) -> Scored:
+    """The pairs ``start`` to ``end`` of ``survivors`` that are not a no-link, in order: each
+    screened on from the fields already compared, then decided."""
     pairs: Scored = []
-    scored = 0
-    for i in range(start, end):
-        record = records[i]
-        if record.filed:
-            continue  # filed records are only ever the other side of a pair
-        others: set[int] = set()
-        for key in blocking.probe_keys(record.features):
-            block = index.get(key, ())
-            if blocking.usable(key, len(block)):
-                others.update(block)
-        for j in others:
-            if j == i or (not records[j].filed and j > i):
-                continue  # each new-new pair once (from its later record)
-            scored += 1
-            if cannot_link(record.features, records[j].features, model, names):
-                continue
-            match = decide(record.features, records[j].features, model, names)
-            if match.decision != "no-link":
-                pairs.append((match.weight, i, j, match))
-    return pairs, scored
+    for i, j, done, weight in zip(
+        survivors.p[start:end].tolist(),
+        survivors.q[start:end].tolist(),
+        survivors.compared[start:end].tolist(),
+        survivors.weight[start:end].tolist(),
+        strict=True,
+    ):
+        a, b = records[i].features, records[j].features
+        if cannot_link(a, b, model, names, compared=(done, weight)):
+            continue
+        match = decide(a, b, model, names)
+        if match.decision != "no-link":
+            pairs.append((match.weight, i, j, match))
+    return pairs
 
 
-def _score_shared(chunk: tuple[int, int]) -> tuple[Scored, int]:
+def _score_shared(chunk: tuple[int, int]) -> Scored:
     """``_score_range`` in a forked scoring process, over what ``_SHARED`` held at the fork."""
     assert _SHARED is not None
     return _score_range(chunk[0], chunk[1], *_SHARED)
@@ -254,36 +281,36 @@ def _score_shared(chunk: tuple[int, int]) -> tuple[Scored, int]:
 
 def _score_all(
     records: list[_Record],
-    index: dict[str, list[int]],
+    survivors: columns.Survivors,
     names: NameCounts,
     model: MatchModel,
     workers: int | None,
     progress: Callable[[str, int, int], None] | None,
-) -> tuple[Scored, int]:
+) -> Scored:
     global _SHARED
-    count = len(records)
+    count = len(survivors.p)
     if workers is None:
-        workers = (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
+        workers = (os.cpu_count() or 1) if len(records) >= PARALLEL_FROM else 1
     if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
         workers = 1  # the records would have to be pickled to every process: not worth it
     size = max(1000, count // (max(workers, 1) * 8))
     chunks = [(start, min(start + size, count)) for start in range(0, count, size)]
-    results: dict[tuple[int, int], tuple[Scored, int]] = {}
+    results: dict[tuple[int, int], Scored] = {}
     if workers <= 1:
         for chunk in chunks:
-            results[chunk] = _score_range(*chunk, records, index, names, model)
+            results[chunk] = _score_range(*chunk, records, survivors, names, model)
             if progress is not None:
                 progress("scoring", chunk[1], count)
     else:
         # This process scores every ``workers``-th chunk; forked processes the others.
         mine = chunks[::workers]
         theirs = [c for n, c in enumerate(chunks) if n % workers]
-        _SHARED = (records, index, names, model)
+        _SHARED = (records, survivors, names, model)
         try:
             with multiprocessing.get_context("fork").Pool(workers - 1) as pool:
                 pending = pool.imap(_score_shared, theirs)
                 for chunk in mine:
-                    results[chunk] = _score_range(*chunk, records, index, names, model)
+                    results[chunk] = _score_range(*chunk, records, survivors, names, model)
                     if progress is not None:
                         progress("scoring", min(len(results) * size, count), count)
                 for chunk, result in zip(theirs, pending, strict=True):
@@ -293,12 +320,9 @@ def _score_all(
         finally:
             _SHARED = None
     pairs: Scored = []
-    scored = 0
     for chunk in chunks:
-        chunk_pairs, chunk_scored = results[chunk]
-        pairs.extend(chunk_pairs)
-        scored += chunk_scored
-    return pairs, scored
+        pairs.extend(results[chunk])
+    return pairs
 
 
 def _strongest_first(
@@ -369,6 +393,7 @@ def link_all(
     _write(
         factory,
         records,
+        plan.keys,
         clusters,
         joined_by,
         reviews,
@@ -384,6 +409,7 @@ def link_all(
 def _write(
     factory: sessionmaker[Session],
     records: list[_Record],
+    keys_of: list[frozenset[str]],
     clusters: _Clusters,
     joined_by: dict[int, Match],
     reviews: list[tuple[int, int, Match, str]],
@@ -436,7 +462,7 @@ def _write(
             keys: list[tuple[Any, ...]] = []
             for i, row in zip(chunk, rows, strict=True):
                 records[i].pk = row.pk
-                keys.extend((k[:128], row.pk) for k in blocking.stored_keys(records[i].features))
+                keys.extend((k[:128], row.pk) for k in keys_of[i])
             repository.bulk_insert(
                 session,
                 IdentityBlockKey.__table__,  # type: ignore[arg-type]

@@ -78,10 +78,15 @@ def stored_keys(person: Demographics) -> frozenset[str]:
     return frozenset(keys)
 
 
-def probe_keys(person: Demographics) -> frozenset[str]:
-    keys = set(stored_keys(person))
+def probe_only_keys(person: Demographics) -> tuple[str, ...]:
+    """The keys a record looks for but is not filed under (``probe_keys`` less
+    ``stored_keys``): for a linker that already holds the stored ones."""
     birth = person.birth_date
     if birth is not None and birth.day <= 12 and birth.day != birth.month:
         # The day becomes the month (1..12) and the month the day (1..12): always a date.
-        keys.add(f"dob:{date(birth.year, birth.day, birth.month).isoformat()}")
-    return frozenset(keys)
+        return (f"dob:{date(birth.year, birth.day, birth.month).isoformat()}",)
+    return ()
+
+
+def probe_keys(person: Demographics) -> frozenset[str]:
+    return stored_keys(person).union(probe_only_keys(person))

@@ -268,6 +268,9 @@ def compare_nhs(a: Demographics, b: Demographics) -> str | None:
     return "exact" if a.nhs.value == b.nhs.value else "different"
 
 
+FAMILY_SIMILAR = 0.92  # Jaro-Winkler similarity from which family names are "similar"
+
+
 def compare_family(a: Demographics, b: Demographics) -> str | None:
     if a.family is None or b.family is None:
         return None
@@ -275,7 +278,7 @@ def compare_family(a: Demographics, b: Demographics) -> str | None:
         return "exact"
     if a.family_names & b.family_names:
         return "other_name"
-    if JaroWinkler.similarity(a.family, b.family) >= 0.92:
+    if JaroWinkler.similarity(a.family, b.family) >= FAMILY_SIMILAR:
         return "similar"
     return "different"
 
@@ -403,7 +406,7 @@ _ScreenStep = tuple[
 _SCREENS: dict[int, tuple[MatchModel, float, float, tuple[_ScreenStep, ...]]] = {}
 
 
-def _screen(model: MatchModel) -> tuple[float, float, tuple[_ScreenStep, ...]]:
+def screen_steps(model: MatchModel) -> tuple[float, float, tuple[_ScreenStep, ...]]:
     """(The prior's weight, the weight below which a pair is screened out, the steps), once
     per model. A field's best is its best level (exact agreement on a name at most its
     level's weight plus ``tf_max_boost``, the rarest name's), and nothing when it cannot be
@@ -440,15 +443,24 @@ def cannot_link(
     b: Demographics,
     model: MatchModel = DEFAULT_MODEL,
     names: NameCounts | None = None,
+    *,
+    compared: tuple[int, float] | None = None,
 ) -> bool:
     """True only when ``decide(a, b, model, names)`` is certainly "no-link", found without
     building its evidence: field by field, cheapest first, until even the best that the
     fields not yet compared could add leaves the weight below ``review_weight``. (Below it
     ``decide`` says no-link whatever its rules, which only ever lower a decision, except for
-    one verified NHS number on both, never screened.) False says nothing: decide."""
+    one verified NHS number on both, never screened.) False says nothing: decide.
+
+    ``compared``: how many fields of ``SCREEN_ORDER`` the caller has compared already and
+    the weight they came to (the prior included), to go on from there (the batch linker
+    compares the first fields of every pair at once: ``columns``)."""
     if _both_verified(a, b) and compare_nhs(a, b) == "exact":
         return False
-    weight, floor, steps = _screen(model)
+    weight, floor, steps = screen_steps(model)
+    if compared is not None:
+        done, weight = compared
+        steps = steps[done:]
     for name, compare, weights, by_frequency, after in steps:
         level = compare(a, b)
         if level is not None:

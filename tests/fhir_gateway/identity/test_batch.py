@@ -207,12 +207,3 @@ def test_the_same_verified_nhs_number_is_never_screened_out() -> None:
     )
     assert decide(a, b).decision == "review"
     assert not cannot_link(a, b)
-
-
-def test_screening_gives_the_same_plan_as_deciding_every_pair(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    records = _generated(3000, 7)
-    screened = batch.plan_links(records, workers=1)
-    monkeypatch.setattr(batch, "cannot_link", lambda *args: False)
-    _assert_same_plan(screened, batch.plan_links(records, workers=1), records)
