@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import splink
 import splink.comparison_level_library as cll
@@ -304,9 +305,16 @@ class _Peak:
 class SplinkRun:
     """One Splink model on one seed's records: trained, then predicting, then clustering."""
 
-    def __init__(self, rows: Sequence[dict[str, Any]]):
+    def __init__(self, rows: Sequence[dict[str, Any]], memory_limit: str | None = None):
         self.seconds: dict[str, float] = {}
-        db = DuckDBAPI()
+        if memory_limit:
+            # DuckDB spills to disk beyond the limit (a million people's pairs)
+            connection = duckdb.connect(
+                config={"memory_limit": memory_limit, "temp_directory": "/tmp/splink-spill"}
+            )
+            db = DuckDBAPI(connection)
+        else:
+            db = DuckDBAPI()
         table = db.register(pa.Table.from_pylist(list(rows), schema=_SCHEMA), table_name="records")
         self.linker = Linker(table, settings(), log_level=logging.WARNING)
         began = time.perf_counter()
@@ -439,7 +447,13 @@ def _line(name: str, truth: set[Pair], linked: set[Pair], keys: Sequence[str], s
     )
 
 
-def compare(people: int, seed: int, threshold: float | None, version: int = 2) -> float:
+def compare(
+    people: int,
+    seed: int,
+    threshold: float | None,
+    version: int = 2,
+    memory_limit: str | None = None,
+) -> float:
     """Every method on one seed's records; the Splink threshold chosen (on the tuning seed)
     or used."""
     keys, patients = (list(x) for x in zip(*population(people, seed, version=version), strict=True))
@@ -455,8 +469,9 @@ def compare(people: int, seed: int, threshold: float | None, version: int = 2) -
 
     with _Peak() as ours_peak:
         ours = measure(keys, patients)
+    del patients  # the Patient resources are not needed again (a million people's are GBs)
     with _Peak() as splink_peak:
-        model = SplinkRun(rows)
+        model = SplinkRun(rows, memory_limit)
         scored = model.scored()
         began = time.perf_counter()
         best, best_f1 = best_threshold(keys, scored)
@@ -522,6 +537,10 @@ def main() -> None:
         type=float,
         help="use this Splink threshold (chosen on seed 1 in an earlier run) and skip seed 1",
     )
+    parser.add_argument(
+        "--duckdb-memory",
+        help="a memory limit for Splink's DuckDB, which then spills to disk (for example 8GB)",
+    )
     args = parser.parse_args()
     version = args.population_version
     print(
@@ -530,10 +549,10 @@ def main() -> None:
     )
     threshold = args.threshold
     if threshold is None:
-        threshold = compare(args.people, TUNING_SEED, None, version)
+        threshold = compare(args.people, TUNING_SEED, None, version, args.duckdb_memory)
     for seed in args.seeds:
         if seed != TUNING_SEED:
-            compare(args.people, seed, threshold, version)
+            compare(args.people, seed, threshold, version, args.duckdb_memory)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,9 @@ class Plan:
 PARALLEL_FROM = 20_000
 """Records from which ``plan_links`` scores candidate pairs in more than one process."""
 
+PAIRS_AT_ONCE = 50_000
+"""Records whose candidate pairs are made and screened together (bounds the arrays)."""
+
 Scored = list[tuple[float, int, int, Match]]
 
 # What the scoring processes read, set just before they are forked (copy-on-write: nothing is
@@ -216,10 +219,22 @@ def _plan(
     # Every record counts towards its names' frequencies, as in the index once filed.
     names = NameCounts.of(people)
     keys = [blocking.stored_keys(person) for person in people]
-    p, q = columns.candidate_pairs(
+    blocks = columns.Blocks(
         keys, [blocking.probe_only_keys(person) for person in people], [r.filed for r in records]
     )
-    survivors = columns.screen(columns.columns(people), p, q, model, names)
+    table = columns.columns(people)
+    # The pairs of a range of records at a time, screened, so that only the few pairs left
+    # are held for the whole population (at a million people there are 120 million pairs).
+    screened: list[columns.Survivors] = []
+    scored = 0
+    for low in range(0, len(records), PAIRS_AT_ONCE):
+        p, q = blocks.pairs(low, low + PAIRS_AT_ONCE)
+        scored += len(p)
+        screened.append(columns.screen(table, p, q, model, names))
+        del p, q
+    del blocks, table
+    survivors = columns.Survivors.joined(screened)
+    del screened
     pairs = _score_all(records, survivors, names, model, workers, progress)
     score_seconds = time.perf_counter() - clock
 
@@ -243,7 +258,7 @@ def _plan(
         if match.decision == "review" and clusters.find(i) != clusters.find(j)
     ]
     reviews += [(i, j, m, r) for i, j, m, r in held if clusters.find(i) != clusters.find(j)]
-    return Plan(clusters, joined_by, reviews, len(p), score_seconds, keys)
+    return Plan(clusters, joined_by, reviews, scored, score_seconds, keys)
 
 
 def _score_range(

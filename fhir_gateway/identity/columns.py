@@ -54,7 +54,7 @@ COMPARED = len(FIELDS)
 # Phone numbers and postcodes held per record; a record with more is not screened here.
 WIDTH = 4
 # Pairs compared per round (bounds the memory of the gathered columns).
-ROUND = 1 << 20
+ROUND = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -144,81 +144,108 @@ def _rows(lists: Sequence[Sequence[str]], table: dict[str, int]) -> Codes:
     return out
 
 
+class Blocks:
+    """The usable blocks of every record's stored keys, as arrays, from which the candidate
+    pairs of any range of records are made (``pairs``): every pair (p, q) the linker scores,
+    p not filed, q any other record that is filed or comes before p, sharing a key that p
+    probes (``keys[p]`` and ``probes[p]``) and q is filed under (``keys[q]``), in a block
+    ``blocking.usable`` compares."""
+
+    def __init__(
+        self,
+        keys: Sequence[frozenset[str]],
+        probes: Sequence[Sequence[str]],
+        filed: Sequence[bool],
+    ):
+        self.count = count = len(keys)
+        flat = [key for record_keys in keys for key in record_keys]
+        key_ids = dict(zip(dict.fromkeys(flat), range(len(flat)), strict=False))
+        ek = np.fromiter(map(key_ids.__getitem__, flat), np.int64, len(flat))
+        er = np.repeat(np.arange(count, dtype=np.int32), [len(k) for k in keys])
+        del flat
+        sizes = np.bincount(ek, minlength=len(key_ids))
+        usable = sizes <= blocking.MAX_BLOCK
+        if not usable.all():
+            large = np.flatnonzero(~usable)
+            named = list(key_ids)
+            usable[large] = [blocking.always_compared(named[k]) for k in large.tolist()]
+        self.filed = np.asarray(filed, np.bool_).reshape(count)
+
+        # The records of each usable block side by side, in record order within a block.
+        keep = usable[ek]
+        ek, er = ek[keep], er[keep]
+        order = np.argsort(ek, kind="stable")  # the entries are in record order already
+        self.record = er[order]
+        self.block = ek[order]
+        self.starts = np.zeros(len(key_ids) + 1, np.int64)
+        np.cumsum(np.bincount(self.block, minlength=len(key_ids)), out=self.starts[1:])
+
+        # The keys records only probe for (the swapped birth date) that name a usable block.
+        probe_record: list[int] = []
+        probe_block: list[int] = []
+        for i, record_probes in enumerate(probes):
+            if record_probes and not filed[i]:
+                for key in record_probes:
+                    found = key_ids.get(key)
+                    if found is not None and usable[found]:
+                        probe_record.append(i)
+                        probe_block.append(found)
+        self.probe_record = np.asarray(probe_record, np.int64)
+        self.probe_block = np.asarray(probe_block, np.int64)
+
+    def pairs(self, low: int, high: int) -> tuple[Ints, Ints]:
+        """The pairs whose scored record p is ``low`` to ``high`` (excluded), sorted by p then
+        q, each once."""
+        count, record, starts, filed = self.count, self.record, self.starts, self.filed
+        position = np.flatnonzero((record >= low) & (record < high) & ~filed[record])
+        block_start = starts[self.block[position]]
+        # p with every record before it in the block (q < p) ...
+        before = position - block_start
+        p = record[np.repeat(position, before)].astype(np.int64)
+        q = record[_ranges(block_start, before)]
+        codes = [p * count + q]
+        del p, q, before
+        if filed.any():
+            # ... and with every filed record after it (two new records are scored from the
+            # later one; a new and a filed one from the new one)
+            after = starts[self.block[position] + 1] - position - 1
+            p = record[np.repeat(position, after)].astype(np.int64)
+            q = record[_ranges(position + 1, after)]
+            later_filed = filed[q]
+            codes.append(p[later_filed] * count + q[later_filed])
+            del p, q
+        # ... and with the records of the blocks it only probes for.
+        probing = np.flatnonzero((self.probe_record >= low) & (self.probe_record < high))
+        if len(probing):
+            probed = self.probe_block[probing]
+            size = starts[probed + 1] - starts[probed]
+            p = np.repeat(self.probe_record[probing], size)
+            q = record[_ranges(starts[probed], size)]
+            fits = (q != p) & (filed[q] | (q < p))
+            codes.append(p[fits] * count + q[fits])
+            del p, q
+        # Each pair once (a pair shares several keys), sorted by p then q: a sort and a look
+        # at the neighbour (numpy's ``unique`` hashes first and took five times as long).
+        pair = np.concatenate(codes) if len(codes) > 1 else codes[0]
+        del codes
+        pair.sort()
+        if len(pair):
+            first = np.empty(len(pair), np.bool_)
+            first[0] = True
+            np.not_equal(pair[1:], pair[:-1], out=first[1:])
+            pair = pair[first]
+        return pair // count, pair % count
+
+
 def candidate_pairs(
     keys: Sequence[frozenset[str]],
     probes: Sequence[Sequence[str]],
     filed: Sequence[bool],
 ) -> tuple[Ints, Ints]:
-    """Every pair (p, q) the linker scores, sorted by p then q: p not filed, q any other
-    record that is filed or comes before p, sharing a key that ``p`` probes
-    (``keys[p]`` and ``probes[p]``) and ``q`` is filed under (``keys[q]``), in a block
-    ``blocking.usable`` compares."""
-    count = len(keys)
-    if count == 0:
+    """Every candidate pair of the records at once (``Blocks``)."""
+    if not keys:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    flat = [key for record_keys in keys for key in record_keys]
-    key_ids = dict(zip(dict.fromkeys(flat), range(len(flat)), strict=False))
-    ek = np.fromiter(map(key_ids.__getitem__, flat), np.int64, len(flat))
-    er = np.repeat(np.arange(count, dtype=np.int64), [len(k) for k in keys])
-    sizes = np.bincount(ek, minlength=len(key_ids))
-    usable = sizes <= blocking.MAX_BLOCK
-    if not usable.all():
-        large = np.flatnonzero(~usable)
-        named = list(key_ids)
-        usable[large] = [blocking.always_compared(named[k]) for k in large.tolist()]
-    is_filed = np.asarray(filed, np.bool_)
-
-    # The records of each usable block, side by side, in record order within a block.
-    keep = usable[ek]
-    ek, er = ek[keep], er[keep]
-    order = np.argsort(ek, kind="stable")  # the entries are in record order already
-    ek, er = ek[order], er[order]
-    starts = np.zeros(len(key_ids) + 1, np.int64)
-    np.cumsum(np.bincount(ek, minlength=len(key_ids)), out=starts[1:])
-
-    # Within a block: each record with every record before it in the block (x before y).
-    position = np.arange(len(ek), dtype=np.int64)
-    before = position - starts[ek]
-    later = np.repeat(position, before)
-    earlier = _ranges(starts[ek], before)
-    x, y = er[earlier], er[later]  # x < y
-    # The scored record is the later one, unless it is filed and the earlier one is not;
-    # two filed records are not a pair.
-    swap = is_filed[y] & ~is_filed[x]
-    p = np.where(swap, x, y)
-    q = np.where(swap, y, x)
-    wanted = ~(is_filed[x] & is_filed[y])
-    p, q = p[wanted], q[wanted]
-
-    # A key a record only probes for (the swapped birth date): it with that block's records.
-    probe_record: list[int] = []
-    probe_key: list[int] = []
-    for i, record_probes in enumerate(probes):
-        if record_probes and not filed[i]:
-            for key in record_probes:
-                found = key_ids.get(key)
-                if found is not None and usable[found]:
-                    probe_record.append(i)
-                    probe_key.append(found)
-    if probe_record:
-        pk = np.asarray(probe_key, np.int64)
-        pr = np.asarray(probe_record, np.int64)
-        size = starts[pk + 1] - starts[pk]
-        probe_p = np.repeat(pr, size)
-        probe_q = er[_ranges(starts[pk], size)]
-        fits = (probe_q != probe_p) & (is_filed[probe_q] | (probe_q < probe_p))
-        p = np.concatenate([p, probe_p[fits]])
-        q = np.concatenate([q, probe_q[fits]])
-
-    # Each pair once, sorted by p then q (a sort and a look at the neighbour: numpy's
-    # ``unique`` hashes first and took five times as long).
-    pair = np.sort(p * count + q)
-    if len(pair):
-        first = np.empty(len(pair), np.bool_)
-        first[0] = True
-        np.not_equal(pair[1:], pair[:-1], out=first[1:])
-        pair = pair[first]
-    return pair // count, pair % count
+    return Blocks(keys, probes, filed).pairs(0, len(keys))
 
 
 def _ranges(starts: Ints, lengths: Ints) -> Ints:
@@ -338,6 +365,18 @@ class Survivors:
     compared: Codes  # fields of SCREEN_ORDER already compared (COMPARED, or 0)
     weight: Weights  # the weight they came to, the prior included
 
+    @staticmethod
+    def joined(parts: Sequence["Survivors"]) -> "Survivors":
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return Survivors(empty, empty, np.zeros(0, np.int32), np.zeros(0))
+        return Survivors(
+            np.concatenate([s.p for s in parts]),
+            np.concatenate([s.q for s in parts]),
+            np.concatenate([s.compared for s in parts]),
+            np.concatenate([s.weight for s in parts]),
+        )
+
 
 def screen(
     c: Columns, p: Ints, q: Ints, model: MatchModel, names: NameCounts | None = None
@@ -386,12 +425,4 @@ def screen(
         compared = np.where(found.exact, COMPARED, 0).astype(np.int32)
         weight = np.where(found.exact, weight, prior)
         parts.append(Survivors(rp[keep], rq[keep], compared[keep], weight[keep]))
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return Survivors(empty, empty, np.zeros(0, np.int32), np.zeros(0))
-    return Survivors(
-        np.concatenate([s.p for s in parts]),
-        np.concatenate([s.q for s in parts]),
-        np.concatenate([s.compared for s in parts]),
-        np.concatenate([s.weight for s in parts]),
-    )
+    return Survivors.joined(parts)

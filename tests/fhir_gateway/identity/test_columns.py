@@ -225,3 +225,25 @@ def test_screening_nothing_gives_the_same_plan(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(columns, "screen", keep_all)
     monkeypatch.setattr(batch, "cannot_link", lambda *args, **kwargs: False)
     _assert_same_plan(screened, batch.plan_links(records, workers=1), records)
+
+
+def test_pairs_made_a_range_of_records_at_a_time_are_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = _generated(3000, 7)
+    people = [r.features for r in records]
+    filed = [i % 4 == 0 for i in range(len(people))]
+    blocks = columns.Blocks(
+        [blocking.stored_keys(x) for x in people],
+        [blocking.probe_only_keys(x) for x in people],
+        filed,
+    )
+    whole = blocks.pairs(0, len(people))
+    parts = [blocks.pairs(low, low + 700) for low in range(0, len(people), 700)]
+    assert np.concatenate([p for p, _ in parts]).tolist() == whole[0].tolist()
+    assert np.concatenate([q for _, q in parts]).tolist() == whole[1].tolist()
+    assert len(whole[0]) > 1000
+    # and the linker's plan, its records' pairs made 500 records at a time
+    at_once = batch.plan_links(records, workers=1)
+    monkeypatch.setattr(batch, "PAIRS_AT_ONCE", 500)
+    _assert_same_plan(at_once, batch.plan_links(records, workers=1), records)
