@@ -1,24 +1,24 @@
-"""The batch linker's cheap work on every pair at once, as arrays (numpy).
+"""The batch linker's cheap work on many pairs at once, as arrays (numpy).
 
 Linking a population compares millions of candidate pairs, nearly all of them two
 different people. Two steps that were a Python loop per pair are array operations here:
 
-- **candidate pairs** (``candidate_pairs``): every pair of records that share a usable
-  blocking key, each pair once, oriented as the linker scores it: a record not yet filed
-  against another (a filed record is only ever the other side, and of two new records the
-  later one is the one scored);
-- **the screen's cheap fields** (``screen``): NHS number, sex, phone, birth date and
+- **candidate pairs** (``Blocks.pairs``, for a range of records at a time): every pair of
+  records that share a usable blocking key, each pair once, oriented as the linker scores
+  it: a record not yet filed against another (a filed record is only ever the other side,
+  and of two new records the later one is the one scored);
+- **the screen's first fields** (``screen``): NHS number, sex, phone, birth date and
   postcode compared into their levels for every pair, their weights added in
-  ``scoring.SCREEN_ORDER``'s order from the prior, and the pairs that could not reach the
-  review weight whatever their names added dropped (``scoring.cannot_link``'s rule, at its
-  fifth field).
+  ``scoring.SCREEN_ORDER``'s order from the prior, the pairs that could not reach the review
+  weight whatever the rest added dropped (``scoring.cannot_link``'s rule, at its fifth
+  field); then the family name for the pairs left, and the rule again.
 
-What survives goes on to ``scoring.cannot_link`` from the names on, and to
+What survives goes on to ``scoring.cannot_link`` from the first name on, and to
 ``scoring.decide``, one pair at a time. The levels are those of ``scoring.COMPARISONS``,
 tested pair by pair against them. A pair the arrays cannot compare exactly as the functions
 do (a birth year before 1000, whose digits the functions read differently; more phone
-numbers or postcodes on one record than the arrays hold) is never dropped here: it is
-screened one field at a time like any other.
+numbers, postcodes or family names on one record than the arrays hold) is never dropped
+here: it is screened one field at a time like any other.
 """
 
 from collections.abc import Sequence

@@ -1,7 +1,6 @@
 """Linking a whole population at once gives what the rules say, on both databases."""
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_gateway.identity import batch, blocking
 from fhir_gateway.identity import service as identity
+from fhir_gateway.identity.demographics import Demographics
 from fhir_gateway.identity.models import IdentityRecord, IdentityReview
 from fhir_gateway.identity.scoring import DEFAULT_MODEL, NameCounts, cannot_link, decide
 from fhir_gateway.store import service
@@ -158,19 +158,27 @@ def test_scoring_in_several_processes_gives_the_same_plan() -> None:
     assert len({alone.clusters.find(n) for n in range(len(records))}) < len(records)  # linked
 
 
-def _candidate_pairs(records: list[batch._Record]) -> Iterator[tuple[int, int]]:
-    """Every pair the batch linker scores (each record against its blocks)."""
+def _candidate_pairs(
+    people: list[Demographics], filed: list[bool] | None = None
+) -> list[tuple[int, int]]:
+    """Every pair the batch linker scores, found record by record: each record not yet filed
+    against every record of the blocks it probes, other than itself, filed or before it."""
+    filed = filed or [False] * len(people)
     index: dict[str, list[int]] = defaultdict(list)
-    for i, record in enumerate(records):
-        for key in blocking.stored_keys(record.features):
+    for i, person in enumerate(people):
+        for key in blocking.stored_keys(person):
             index[key].append(i)
-    for i, record in enumerate(records):
+    pairs: list[tuple[int, int]] = []
+    for i, person in enumerate(people):
+        if filed[i]:
+            continue
         others: set[int] = set()
-        for key in blocking.probe_keys(record.features):
-            block = index.get(key, ())
+        for key in blocking.probe_keys(person):
+            block = index.get(key, [])
             if blocking.usable(key, len(block)):
                 others.update(block)
-        yield from ((i, j) for j in sorted(others) if j < i)
+        pairs.extend((i, j) for j in sorted(others) if j != i and (filed[j] or j < i))
+    return pairs
 
 
 def test_a_pair_screened_out_is_always_one_decide_calls_no_link() -> None:
@@ -180,7 +188,7 @@ def test_a_pair_screened_out_is_always_one_decide_calls_no_link() -> None:
     names = NameCounts.of(r.features for r in records)
     screened = 0
     decisions: Counter[str] = Counter()
-    for i, j in _candidate_pairs(records):
+    for i, j in _candidate_pairs([r.features for r in records]):
         a, b = records[i].features, records[j].features
         decision = decide(a, b, DEFAULT_MODEL, names).decision
         decisions[decision] += 1

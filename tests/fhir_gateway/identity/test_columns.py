@@ -2,7 +2,6 @@
 per-pair functions they stand in for."""
 
 import itertools
-from collections import defaultdict
 from datetime import date
 
 import numpy as np
@@ -18,28 +17,12 @@ from fhir_gateway.identity.scoring import (
     cannot_link,
     decide,
 )
-from tests.fhir_gateway.identity.test_batch import _assert_same_plan, _generated
+from tests.fhir_gateway.identity.test_batch import (
+    _assert_same_plan,
+    _candidate_pairs,
+    _generated,
+)
 from tests.fhir_gateway.identity.test_scoring import NUMBER_A, NUMBER_B
-
-
-def _scalar_pairs(people: list[Demographics], filed: list[bool]) -> list[tuple[int, int]]:
-    """The pairs as the linker defined them record by record: each record not yet filed
-    against every record of the blocks it probes, other than itself, filed or before it."""
-    index: dict[str, list[int]] = defaultdict(list)
-    for i, person in enumerate(people):
-        for key in blocking.stored_keys(person):
-            index[key].append(i)
-    pairs: list[tuple[int, int]] = []
-    for i, person in enumerate(people):
-        if filed[i]:
-            continue
-        others: set[int] = set()
-        for key in blocking.probe_keys(person):
-            block = index.get(key, [])
-            if blocking.usable(key, len(block)):
-                others.update(block)
-        pairs.extend((i, j) for j in sorted(others) if j != i and (filed[j] or j < i))
-    return pairs
 
 
 def _array_pairs(people: list[Demographics], filed: list[bool]) -> list[tuple[int, int]]:
@@ -56,7 +39,7 @@ def test_candidate_pairs_are_the_pairs_record_by_record(filed_every: int) -> Non
     people = [r.features for r in _generated(3000, 5)]
     filed = [bool(filed_every) and i % filed_every == 0 for i in range(len(people))]
     pairs = _array_pairs(people, filed)
-    assert pairs == _scalar_pairs(people, filed)
+    assert pairs == _candidate_pairs(people, filed)
     assert len(pairs) > 5_000
 
     # the swapped birth date's pairs are among them, and large blocks are left out
@@ -73,7 +56,7 @@ def test_candidate_pairs_leave_out_large_blocks(monkeypatch: pytest.MonkeyPatch)
     every = _array_pairs(people, filed)
     monkeypatch.setattr(blocking, "MAX_BLOCK", 2)
     pairs = _array_pairs(people, filed)
-    assert pairs == _scalar_pairs(people, filed)
+    assert pairs == _candidate_pairs(people, filed)
     assert 0 < len(pairs) < len(every)
 
 
