@@ -8,6 +8,7 @@ element is re-serialised or re-formatted (decimals keep their precision, for exa
 """
 
 import json
+import typing
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import cache
@@ -70,11 +71,109 @@ def _model(resource_type: str) -> Any:
     return get_fhir_model_class(resource_type)
 
 
+class ElementMemo:
+    """The complex elements already validated in a run of many resources (a bulk load), by
+    their data type and their exact JSON, with the model each became.
+
+    A resource's top-level complex elements (its code, subject, category, identifiers...)
+    repeat across a load far more than resources do. fhir.resources builds every nested
+    element through Python, which is most of a validation's cost; an element whose exact JSON
+    was already validated as the same data type is handed to the model as the instance it
+    became, which the model accepts as it is (pydantic does not validate an instance of the
+    right class again). An element's validity depends only on its own JSON and data type, so
+    the resource's verdict and its issues are those of a validation without the memo; the
+    resource-level rules (required elements, choice types, unknown elements) run as always.
+    Invalid elements are never remembered. Bounded: at ``limit`` elements it starts afresh.
+    """
+
+    def __init__(self, limit: int = 50_000, *, largest: int = 4096) -> None:
+        self.limit = limit
+        self.largest = largest  # bytes of JSON; a longer element is unlikely to come again
+        self.known: dict[tuple[type, bytes], Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def validate(self, model: Any, data: dict[str, Any]) -> None:
+        fields = _complex_fields(model)
+        given = dict(data)
+        learn: list[tuple[str, int | None, tuple[type, bytes]]] = []
+        for key, value in data.items():
+            spec = fields.get(key)
+            if spec is None:
+                continue
+            element_model = spec[1]
+            if isinstance(value, list):
+                items: list[Any] = []
+                for index, item in enumerate(value):
+                    items.append(self._known_or_learn(element_model, item, key, index, learn))
+                given[key] = items
+            elif isinstance(value, dict):
+                given[key] = self._known_or_learn(element_model, value, key, None, learn)
+        validated = model.model_validate(given)
+        if len(self.known) + len(learn) > self.limit:
+            self.known.clear()
+        for key, position, memo_key in learn:
+            element = getattr(validated, fields[key][0])
+            self.known[memo_key] = element if position is None else element[position]
+
+    def _known_or_learn(
+        self,
+        element_model: type,
+        value: Any,
+        key: str,
+        index: int | None,
+        learn: list[tuple[str, int | None, tuple[type, bytes]]],
+    ) -> Any:
+        if not isinstance(value, dict):
+            return value
+        text = dumps(value)
+        if len(text) > self.largest:
+            return value
+        memo_key = (element_model, text)
+        known = self.known.get(memo_key)
+        if known is not None:
+            self.hits += 1
+            return known
+        self.misses += 1
+        learn.append((key, index, memo_key))
+        return value
+
+
+@cache
+def _complex_fields(model: Any) -> dict[str, tuple[str, type]]:
+    """JSON key -> (model field name, element model) for ``model``'s complex-typed elements
+    (contained resources left out: their model depends on their own resourceType)."""
+    fields: dict[str, tuple[str, type]] = {}
+    for name, field in model.model_fields.items():
+        element_type = _element_type(field.annotation)
+        if element_type is None:
+            continue
+        element_model = element_type.get_model_klass()
+        if element_model.__name__ in ("Resource", "DomainResource"):
+            continue
+        fields[field.alias or name] = (name, element_model)
+    return fields
+
+
+def _element_type(annotation: Any) -> Any:
+    if hasattr(annotation, "get_model_klass"):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _element_type(argument)
+        if found is not None:
+            return found
+    return None
+
+
 def validate_resource(
-    resource: Mapping[str, Any], *, stored_types: frozenset[str] = STORED_TYPES
+    resource: Mapping[str, Any],
+    *,
+    stored_types: frozenset[str] = STORED_TYPES,
+    memo: ElementMemo | None = None,
 ) -> None:
     """Raise ``Invalid`` with one issue per problem (with its FHIRPath) unless ``resource`` is
-    a valid FHIR R4 resource of a type this server stores."""
+    a valid FHIR R4 resource of a type this server stores. ``memo``: elements a bulk load
+    has already validated (see ``ElementMemo``)."""
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or resource_type not in stored_types:
         raise Invalid(
@@ -99,7 +198,11 @@ def validate_resource(
             ),
         )
     try:
-        _model(resource_type).model_validate(r4compat.prepare_for_r4b_validation(dict(resource)))
+        prepared = r4compat.prepare_for_r4b_validation(dict(resource))
+        if memo is None:
+            _model(resource_type).model_validate(prepared)
+        else:
+            memo.validate(_model(resource_type), prepared)
     except ValidationError as exc:
         raise Invalid(
             f"{resource_type} failed validation with {exc.error_count()} problem(s)",

@@ -29,7 +29,7 @@ from fhir_gateway.feeds.sources import SourceSystem
 from fhir_gateway.outcomes import OutcomeError
 from fhir_gateway.store import repository, service
 from fhir_gateway.store.repository import PendingWrite, StoredResource
-from fhir_gateway.validation import parse_json, require_resource_object
+from fhir_gateway.validation import ElementMemo, parse_json, require_resource_object
 
 
 @dataclass
@@ -75,6 +75,7 @@ def _write_batch(
     *,
     now: datetime,
     source: SourceSystem | None = None,
+    memo: ElementMemo | None = None,
 ) -> None:
     scope = None if source is None else writer.registered_scope(source.ods)
     with writer.bound(scope), unit_of_work() as session:
@@ -96,6 +97,7 @@ def _write_batch(
                     now=now,
                     method="PUT",
                     existing_pk=None if existing is None else existing.pk,
+                    memo=memo,
                 )
             except OutcomeError as exc:
                 report.errors.append((number, _reason(exc)))
@@ -134,10 +136,11 @@ def import_ndjson(
     report = ImportReport()
     batch: list[tuple[int, dict[str, Any]]] = []
     seen: set[tuple[str, str]] = set()
+    memo = ElementMemo()  # a load repeats its codes, subjects and categories endlessly
 
     def flush() -> None:
         if batch:
-            _write_batch(unit_of_work, batch, report, now=now, source=source)
+            _write_batch(unit_of_work, batch, report, now=now, source=source, memo=memo)
             if progress is not None:
                 progress(len(batch))
             batch.clear()

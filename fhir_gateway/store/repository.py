@@ -10,17 +10,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Table,
     delete,
+    func,
     insert,
     literal_column,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from consent.audit import Action, Outcome, record_for
@@ -229,12 +232,7 @@ def write_batch(session: Session, writes: Sequence[PendingWrite]) -> list[Stored
     old = [w for w in writes if w.existing_pk is not None]
     new = [w for w in writes if w.existing_pk is None]
     if new:
-        pks = session.scalars(
-            insert(ResourceRow).returning(ResourceRow.pk, sort_by_parameter_order=True),
-            [_resource_values(w) for w in new],
-        ).all()
-        for write, pk in zip(new, pks, strict=True):
-            write.existing_pk = pk
+        _insert_resource_rows(session, new)
     updates = [w for w in old if w.method != "DELETE"]
     deletes = [w for w in old if w.method == "DELETE"]
     if updates:
@@ -418,6 +416,52 @@ def _action(write: PendingWrite) -> str:
     return "create" if write.version_id == 1 else "update"
 
 
+_RESOURCE_COLUMNS = (
+    "resource_type",
+    "resource_id",
+    "version_id",
+    "last_updated",
+    "deleted",
+    "patient_id",
+    "source",
+    "security",
+    "source_org",
+    "sensitivity",
+    "body",
+)
+
+
+def _insert_resource_rows(session: Session, new: Sequence[PendingWrite]) -> None:
+    """Insert the current rows of new resources and give each write its primary key.
+
+    On PostgreSQL, many rows take their keys from the sequence in one statement and go in by
+    COPY (an ``INSERT ... RETURNING`` of a bulk load's thousand rows costs more than the rest
+    of the write); a new id another transaction stored first still fails the unique
+    constraint, as ``IntegrityError``."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and len(new) >= COPY_THRESHOLD:
+        pks = session.scalars(
+            select(func.nextval(func.pg_get_serial_sequence("resource", "pk"))).select_from(
+                func.generate_series(1, len(new))
+            )
+        ).all()
+        for write, pk in zip(new, pks, strict=True):
+            write.existing_pk = pk
+        rows = [
+            (w.existing_pk, *(values[name] for name in _RESOURCE_COLUMNS))
+            for w in new
+            for values in (_resource_values(w),)
+        ]
+        bulk_insert(session, ResourceRow.__table__, ("pk", *_RESOURCE_COLUMNS), rows)  # type: ignore[arg-type]
+        return
+    pks = session.scalars(
+        insert(ResourceRow).returning(ResourceRow.pk, sort_by_parameter_order=True),
+        [_resource_values(w) for w in new],
+    ).all()
+    for write, pk in zip(new, pks, strict=True):
+        write.existing_pk = pk
+
+
 def _resource_values(write: PendingWrite) -> dict[str, Any]:
     return {
         "resource_type": write.resource_type,
@@ -513,9 +557,13 @@ def bulk_insert(
     if connection.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         names = ", ".join(columns)
-        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f"COPY {table.name} ({names}) FROM STDIN"
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.IntegrityError as exc:  # as SQLAlchemy raises it for an INSERT
+            raise IntegrityError(statement, None, exc) from exc
         return
     session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 

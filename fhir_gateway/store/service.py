@@ -42,7 +42,7 @@ from fhir_gateway.search.registry import PATIENT_COMPARTMENT
 from fhir_gateway.store import repository
 from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.repository import PendingWrite, StoredResource
-from fhir_gateway.validation import dumps, validate_resource
+from fhir_gateway.validation import ElementMemo, dumps, validate_resource
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -80,11 +80,13 @@ def prepare_write(
     method: str,
     existing_pk: int | None,
     validate: bool = True,
+    memo: ElementMemo | None = None,
 ) -> PendingWrite:
     """Validate ``resource`` and turn it into a ``PendingWrite``: body with id and meta,
-    index entries, owning patient, source and security labels."""
+    index entries, owning patient, source and security labels. ``memo``: the elements a bulk
+    load has validated already (``validation.ElementMemo``)."""
     if validate:
-        validate_resource(resource)
+        validate_resource(resource, memo=memo)
     resource_type = str(resource["resourceType"])
     if resource_type == "AuditEvent":
         # Whatever the path (REST, a bundle, a bulk file): only the server writes its audit.
