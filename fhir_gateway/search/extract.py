@@ -119,37 +119,6 @@ def _compiled(resource_type: str) -> tuple[_Compiled, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A type's paths in registry order, and which of them each top-level element starts."""
-
-    paths: tuple[tuple[SearchParam, tuple[_Step, ...], frozenset[str]], ...]
-    by_head: Mapping[str, tuple[int, ...]]
-    choice: tuple[int, ...]  # paths whose first step is ``name[x]``: any key may start them
-
-
-@cache
-def _plan(resource_type: str) -> _Plan:
-    paths: list[tuple[SearchParam, tuple[_Step, ...], frozenset[str]]] = []
-    by_head: dict[str, list[int]] = {}
-    choice: list[int] = []
-    for compiled in _compiled(resource_type):
-        accepted = _CHOICE_TYPES.get(compiled.param.type, frozenset())
-        if compiled.param.code == "deceased":
-            accepted = accepted | {"DateTime"}
-        for path in compiled.paths:
-            if path.head.choice:
-                choice.append(len(paths))
-            else:
-                by_head.setdefault(path.head.name, []).append(len(paths))
-            paths.append((compiled.param, path.steps, accepted))
-    return _Plan(
-        paths=tuple(paths),
-        by_head={name: tuple(found) for name, found in by_head.items()},
-        choice=tuple(choice),
-    )
-
-
 def extract(resource: Mapping[str, Any]) -> IndexEntries:
     """All index entries ``resource`` yields for its type's search parameters, without
     duplicates."""
@@ -162,38 +131,39 @@ def extract(resource: Mapping[str, Any]) -> IndexEntries:
     dates: dict[DateEntry, None] = {}
     references: dict[ReferenceEntry, None] = {}
     quantities: dict[QuantityEntry, None] = {}
-    plan = _plan(resource_type)
-    # Only the paths whose first element is present, in registry order (as if every path
-    # were walked): a resource holds a few of its type's dozens of elements.
-    chosen = list(plan.choice)
-    for key in resource:
-        chosen.extend(plan.by_head.get(key, ()))
-    chosen.sort()
-    for number in chosen:
-        param, steps, accepted = plan.paths[number]
+    for compiled in _compiled(resource_type):
+        param = compiled.param
         kind = param.type
-        for value, data_type in _walk(resource, steps):
-            if data_type is not None and data_type not in accepted:
+        for path in compiled.paths:
+            head = path.head
+            if not head.choice and head.name not in resource:
                 continue
-            if kind is ParamType.TOKEN:
-                for token in _tokens(param, value, data_type):
-                    tokens[token] = None
-            elif kind is ParamType.STRING:
-                for string in _strings(param.code, value):
-                    strings[string] = None
-            elif kind is ParamType.DATE:
-                for date in _dates(param.code, value):
-                    dates[date] = None
-            elif kind is ParamType.REFERENCE:
-                reference = _reference(param, value)
-                if reference is not None:
-                    references[reference] = None
-            elif kind in (ParamType.QUANTITY, ParamType.NUMBER):
-                quantity = _quantity(param.code, value)
-                if quantity is not None:
-                    quantities[quantity] = None
-            elif kind is ParamType.URI and isinstance(value, str):
-                tokens[TokenEntry(param.code, None, value[:CODE_MAX])] = None
+            for value, data_type in _walk(resource, path.steps):
+                if (
+                    data_type is not None
+                    and data_type not in _CHOICE_TYPES.get(kind, ())
+                    and not (param.code == "deceased" and data_type == "DateTime")
+                ):
+                    continue
+                if kind is ParamType.TOKEN:
+                    for token in _tokens(param, value, data_type):
+                        tokens[token] = None
+                elif kind is ParamType.STRING:
+                    for string in _strings(param.code, value):
+                        strings[string] = None
+                elif kind is ParamType.DATE:
+                    for date in _dates(param.code, value):
+                        dates[date] = None
+                elif kind is ParamType.REFERENCE:
+                    reference = _reference(param, value)
+                    if reference is not None:
+                        references[reference] = None
+                elif kind in (ParamType.QUANTITY, ParamType.NUMBER):
+                    quantity = _quantity(param.code, value)
+                    if quantity is not None:
+                        quantities[quantity] = None
+                elif kind is ParamType.URI and isinstance(value, str):
+                    tokens[TokenEntry(param.code, None, value[:CODE_MAX])] = None
     entries.tokens.extend(tokens)
     entries.strings.extend(strings)
     entries.dates.extend(dates)
