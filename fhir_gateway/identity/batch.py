@@ -421,6 +421,19 @@ def link_all(
     return report
 
 
+_RECORD_COLUMNS = (
+    "patient_id",
+    "person_id",
+    "source",
+    "nhs_number",
+    "nhs_verified",
+    "assurance",
+    "features",
+    "updated_at",
+    "linked_at",
+)
+
+
 def _write(
     factory: sessionmaker[Session],
     records: list[_Record],
@@ -459,25 +472,30 @@ def _write(
             rows = []
             for i in chunk:
                 record = records[i]
-                founder = i not in joined_by
-                row = IdentityRecord(
-                    patient_id=record.patient_id,
-                    person_id=record.person_id,
-                    source=str(record.source)[:255] if record.source else None,
-                    nhs_number=record.features.nhs.value if record.features.nhs else None,
-                    nhs_verified=bool(record.features.nhs and record.features.nhs.verified),
-                    assurance="level4" if founder else joined_by[i].assurance,
-                    features=_dump(record.features),
-                    updated_at=now,
-                    linked_at=now,
+                nhs = record.features.nhs
+                rows.append(
+                    (
+                        record.patient_id,
+                        record.person_id,
+                        str(record.source)[:255] if record.source else None,
+                        nhs.value if nhs else None,
+                        bool(nhs and nhs.verified),
+                        "level4" if i not in joined_by else joined_by[i].assurance,
+                        _dump(record.features),
+                        now,
+                        now,
+                    )
                 )
-                rows.append(row)
-            session.add_all(rows)
-            session.flush()
+            pks = repository.insert_with_keys(
+                session,
+                IdentityRecord.__table__,  # type: ignore[arg-type]
+                _RECORD_COLUMNS,
+                rows,
+            )
             keys: list[tuple[Any, ...]] = []
-            for i, row in zip(chunk, rows, strict=True):
-                records[i].pk = row.pk
-                keys.extend((k[:128], row.pk) for k in keys_of[i])
+            for i, pk in zip(chunk, pks, strict=True):
+                records[i].pk = pk
+                keys.extend((k[:128], pk) for k in keys_of[i])
             repository.bulk_insert(
                 session,
                 IdentityBlockKey.__table__,  # type: ignore[arg-type]
@@ -523,6 +541,8 @@ def _write(
                 match=match,
             )
         )
+    # Built here from records the store validated: not validated again one by one (it was
+    # most of this phase); the tests validate what the batch writes.
     for start in range(0, len(resources), batch):
         part = resources[start : start + batch]
         with factory.begin() as session:
@@ -534,6 +554,7 @@ def _write(
                     now=now,
                     method="PUT" if r.get("id") else "POST",
                     existing_pk=None,
+                    validate=False,
                 )
                 for r in part
             ]

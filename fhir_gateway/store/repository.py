@@ -432,34 +432,48 @@ _RESOURCE_COLUMNS = (
 
 
 def _insert_resource_rows(session: Session, new: Sequence[PendingWrite]) -> None:
-    """Insert the current rows of new resources and give each write its primary key.
-
-    On PostgreSQL, many rows take their keys from the sequence in one statement and go in by
-    COPY (an ``INSERT ... RETURNING`` of a bulk load's thousand rows costs more than the rest
-    of the write); a new id another transaction stored first still fails the unique
-    constraint, as ``IntegrityError``."""
-    connection = session.connection()
-    if connection.dialect.name == "postgresql" and len(new) >= COPY_THRESHOLD:
-        pks = session.scalars(
-            select(func.nextval(func.pg_get_serial_sequence("resource", "pk"))).select_from(
-                func.generate_series(1, len(new))
-            )
-        ).all()
-        for write, pk in zip(new, pks, strict=True):
-            write.existing_pk = pk
-        rows = [
-            (w.existing_pk, *(values[name] for name in _RESOURCE_COLUMNS))
-            for w in new
-            for values in (_resource_values(w),)
-        ]
-        bulk_insert(session, ResourceRow.__table__, ("pk", *_RESOURCE_COLUMNS), rows)  # type: ignore[arg-type]
-        return
-    pks = session.scalars(
-        insert(ResourceRow).returning(ResourceRow.pk, sort_by_parameter_order=True),
-        [_resource_values(w) for w in new],
-    ).all()
+    """Insert the current rows of new resources and give each write its primary key."""
+    rows = [
+        tuple(values[name] for name in _RESOURCE_COLUMNS) for values in map(_resource_values, new)
+    ]
+    pks = insert_with_keys(session, ResourceRow.__table__, _RESOURCE_COLUMNS, rows)  # type: ignore[arg-type]
     for write, pk in zip(new, pks, strict=True):
         write.existing_pk = pk
+
+
+def insert_with_keys(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> list[int]:
+    """Insert rows into a table with a generated ``pk`` and return their keys, in order.
+
+    On PostgreSQL, many rows take their keys from the table's sequence in one statement and
+    go in by COPY (an ``INSERT ... RETURNING`` of a thousand rows cost more than the rest of a
+    bulk load's write); a row that breaks a unique constraint still raises ``IntegrityError``.
+    """
+    if not rows:
+        return []
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
+        pks = list(
+            session.scalars(
+                select(func.nextval(func.pg_get_serial_sequence(table.name, "pk"))).select_from(
+                    func.generate_series(1, len(rows))
+                )
+            )
+        )
+        bulk_insert(
+            session,
+            table,
+            ("pk", *columns),
+            [(pk, *row) for pk, row in zip(pks, rows, strict=True)],
+        )
+        return pks
+    return list(
+        session.scalars(
+            insert(table).returning(table.c.pk, sort_by_parameter_order=True),
+            [dict(zip(columns, row, strict=True)) for row in rows],
+        )
+    )
 
 
 def _resource_values(write: PendingWrite) -> dict[str, Any]:

@@ -215,3 +215,29 @@ def test_the_same_verified_nhs_number_is_never_screened_out() -> None:
     )
     assert decide(a, b).decision == "review"
     assert not cannot_link(a, b)
+
+
+def test_every_person_and_provenance_the_batch_writes_is_valid_r4(connection: Connection) -> None:
+    """The batch writes the Persons and Provenances it builds without validating each one
+    (built here from records already validated); this is the check that they would pass."""
+    from benchmarks.identity_population import population
+    from fhir_gateway.store.models import ResourceRow
+    from fhir_gateway.validation import parse_json, validate_resource
+
+    factory = _factory(connection)
+    _store(factory, *(patient for _key, patient in population(150, 7, version=3)))
+    report = batch.link_all(factory, now=NOW)
+    assert report.persons_created > 100
+    assert report.links > 20
+    with factory.begin() as session:
+        bodies = session.execute(
+            select(ResourceRow.resource_type, ResourceRow.body).where(
+                ResourceRow.resource_type.in_(("Person", "Provenance"))
+            )
+        ).all()
+    kinds = Counter(kind for kind, _body in bodies)
+    assert kinds["Person"] == report.persons_created
+    assert kinds["Provenance"] == report.links
+    for _kind, body in bodies:
+        assert body is not None
+        validate_resource(parse_json(body))

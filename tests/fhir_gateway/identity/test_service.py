@@ -265,3 +265,28 @@ def test_a_block_larger_than_the_bound_is_not_compared(
     assert identity.candidates(session, from_patient(probe)) == []
     monkeypatch.setattr(blocking, "MAX_BLOCK", 3)
     assert len(identity.candidates(session, from_patient(probe))) == 3
+
+
+def test_stored_features_are_written_as_they_always_were() -> None:
+    """identity_record.features is compared as text to see whether a re-sent record changed,
+    so the hand-built JSON must be what dataclasses.asdict gave, for every field."""
+    import dataclasses
+    import json
+
+    from benchmarks.identity_population import population
+    from fhir_gateway.identity.demographics import Demographics, from_patient
+    from fhir_gateway.identity.service import _dump, _load
+
+    def reference(features: Demographics) -> str:
+        data = dataclasses.asdict(features)
+        data["family_names"] = sorted(features.family_names)
+        data["given_names"] = sorted(features.given_names)
+        data["phones"] = sorted(features.phones)
+        data["birth_date"] = features.birth_date.isoformat() if features.birth_date else None
+        return json.dumps(data, sort_keys=True)
+
+    people = [from_patient(patient) for _key, patient in population(300, 5, version=3)]
+    people.append(Demographics())
+    for features in people:
+        assert _dump(features) == reference(features)
+        assert _load(_dump(features)) == features
