@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_gateway.identity import blocking, columns
@@ -541,26 +541,7 @@ def _write(
                 match=match,
             )
         )
-    # Built here from records the store validated: not validated again one by one (it was
-    # most of this phase); the tests validate what the batch writes.
-    for start in range(0, len(resources), batch):
-        part = resources[start : start + batch]
-        with factory.begin() as session:
-            writes = [
-                service.prepare_write(
-                    r,
-                    resource_id=str(r.get("id") or service.new_id()),
-                    version_id=1,
-                    now=now,
-                    method="PUT" if r.get("id") else "POST",
-                    existing_pk=None,
-                    validate=False,
-                )
-                for r in part
-            ]
-            service.write(session, writes)
-        if progress is not None:
-            progress("persons", start + len(part), len(resources))
+    _write_resources(factory, resources, now=now, batch=batch, progress=progress)
     with factory.begin() as session:
         for person in existing_touched:
             _write_person(session, person, now)
@@ -586,6 +567,102 @@ def _write(
                 )
             )
             report.reviews += 1
+
+
+PARALLEL_WRITE_FROM = 20_000
+"""Persons and Provenances from which a batch on PostgreSQL writes them in one process per
+core (each its own connection; the batches are independent)."""
+
+# What the writing processes write, set just before they are forked and cleared after.
+_TO_WRITE: tuple[list[dict[str, Any]], str, datetime] | None = None
+_WRITER_FACTORY: sessionmaker[Session] | None = None
+
+
+def _write_resources(
+    factory: sessionmaker[Session],
+    resources: list[dict[str, Any]],
+    *,
+    now: datetime,
+    batch: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Write the Persons and Provenances a batch made, ``batch`` to a transaction.
+
+    They are built here from records the store validated, so they are not validated again
+    one by one (it was most of this phase); the tests validate what the batch writes. On
+    PostgreSQL, from ``PARALLEL_WRITE_FROM`` resources, forked processes write every other
+    batch (each batch is its own transaction, as in one process)."""
+    global _TO_WRITE
+    ranges = [
+        (start, min(start + batch, len(resources))) for start in range(0, len(resources), batch)
+    ]
+    bind = factory.kw.get("bind")
+    workers = os.cpu_count() or 1
+    if (
+        not isinstance(bind, Engine)
+        or bind.dialect.name != "postgresql"
+        or len(resources) < PARALLEL_WRITE_FROM
+        or workers < 2
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        for start, stop in ranges:
+            _write_range(factory, resources[start:stop], now)
+            if progress is not None:
+                progress("persons", stop, len(resources))
+        return
+    mine = ranges[::workers]
+    theirs = [r for n, r in enumerate(ranges) if n % workers]
+    _TO_WRITE = (resources, bind.url.render_as_string(hide_password=False), now)
+    bind.dispose()  # no pooled connection crosses the fork
+    written = 0
+    try:
+        with multiprocessing.get_context("fork").Pool(workers - 1, _start_writer) as pool:
+            pending = pool.imap_unordered(_write_shared, theirs)
+            for start, stop in mine:
+                _write_range(factory, resources[start:stop], now)
+                written += stop - start
+                if progress is not None:
+                    progress("persons", written, len(resources))
+            for count in pending:
+                written += count
+                if progress is not None:
+                    progress("persons", written, len(resources))
+    finally:
+        _TO_WRITE = None
+
+
+def _write_range(factory: sessionmaker[Session], part: list[dict[str, Any]], now: datetime) -> None:
+    with factory.begin() as session:
+        writes = [
+            service.prepare_write(
+                r,
+                resource_id=str(r.get("id") or service.new_id()),
+                version_id=1,
+                now=now,
+                method="PUT" if r.get("id") else "POST",
+                existing_pk=None,
+                validate=False,
+            )
+            for r in part
+        ]
+        service.write(session, writes)
+
+
+def _start_writer() -> None:
+    """A writing process's own engine (nothing of the parent's pool is used after the fork)."""
+    global _WRITER_FACTORY
+    assert _TO_WRITE is not None
+    from fhir_gateway.db import create_engine_for, session_factory_for
+
+    _WRITER_FACTORY = session_factory_for(create_engine_for(_TO_WRITE[1], pool_size=1))
+
+
+def _write_shared(bounds: tuple[int, int]) -> int:
+    assert _TO_WRITE is not None
+    assert _WRITER_FACTORY is not None
+    resources, _url, now = _TO_WRITE
+    _write_range(_WRITER_FACTORY, resources[bounds[0] : bounds[1]], now)
+    return bounds[1] - bounds[0]
 
 
 def _verified(record: _Record) -> bool:

@@ -241,3 +241,58 @@ def test_every_person_and_provenance_the_batch_writes_is_valid_r4(connection: Co
     for _kind, body in bodies:
         assert body is not None
         validate_resource(parse_json(body))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_persons_and_provenances_written_in_several_processes_are_written_once(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From ``PARALLEL_WRITE_FROM`` resources a batch on PostgreSQL writes them in forked
+    processes (SQLite, one writer, in this one): each Person and Provenance once, every record's
+    Person holding a link to it."""
+    import orjson
+
+    from benchmarks.identity_population import population
+    from fhir_gateway.db import session_factory_for
+    from fhir_gateway.store.models import ResourceRow
+    from tests.conftest import own_engine
+
+    monkeypatch.setattr(batch, "PARALLEL_WRITE_FROM", 10)
+    here: list[int] = []  # batches this process wrote (the forked ones write the others)
+    write_range = batch._write_range
+
+    def counted(factory: sessionmaker[Session], part: list[dict[str, Any]], now: Any) -> None:
+        here.append(len(part))
+        write_range(factory, part, now)
+
+    monkeypatch.setattr(batch, "_write_range", counted)
+    with own_engine(backend, tmp_path_factory, "parallel-write") as engine:
+        factory = session_factory_for(engine)
+        _store(factory, *(patient for _key, patient in population(60, 11, version=3)))
+        report = batch.link_all(factory, now=NOW, write_batch=7)
+        with factory.begin() as session:
+            rows = session.execute(
+                select(ResourceRow.resource_type, ResourceRow.resource_id, ResourceRow.body).where(
+                    ResourceRow.resource_type.in_(("Person", "Provenance"))
+                )
+            ).all()
+            filed = session.execute(
+                select(IdentityRecord.patient_id, IdentityRecord.person_id)
+            ).all()
+    kinds = Counter(kind for kind, _id, _body in rows)
+    assert kinds["Person"] == report.persons_created > 30
+    assert kinds["Provenance"] == report.links > 5
+    assert len({(kind, rid) for kind, rid, _body in rows}) == len(rows)
+    links: dict[str, set[str]] = defaultdict(set)
+    for kind, rid, body in rows:
+        if kind == "Person":
+            assert body is not None
+            links[rid] = {link["target"]["reference"] for link in orjson.loads(body)["link"]}
+    batches = -(-(report.persons_created + report.links) // 7)
+    if backend == "postgresql":
+        assert 0 < len(here) < batches
+    else:
+        assert len(here) == batches
+    assert len(filed) == report.records
+    for patient_id, person_id in filed:
+        assert f"Patient/{patient_id}" in links[person_id]
