@@ -83,18 +83,15 @@ class ElementMemo:
     right class again). An element's validity depends only on its own JSON and data type, so
     the resource's verdict and its issues are those of a validation without the memo; the
     resource-level rules (required elements, choice types, unknown elements) run as always.
-    Invalid elements are never remembered.
-
-    Bounded: an element costs about 6 KB held (a model instance with every field of its
-    type), so at ``limit`` elements those never met again are let go, and if the ones met
-    again fill half of it, everything is.
+    Invalid elements are never remembered. Bounded: at ``limit`` elements it starts afresh
+    (an element held costs about 6 KB, a model instance with every field of its type: up to
+    about 300 MB per importing process).
     """
 
-    def __init__(self, limit: int = 20_000, *, largest: int = 4096) -> None:
+    def __init__(self, limit: int = 50_000, *, largest: int = 4096) -> None:
         self.limit = limit
         self.largest = largest  # bytes of JSON; a longer element is unlikely to come again
         self.known: dict[tuple[type, bytes], Any] = {}
-        self.met_again: set[tuple[type, bytes]] = set()
         self.hits = 0
         self.misses = 0
 
@@ -116,9 +113,7 @@ class ElementMemo:
                 given[key] = self._known_or_learn(element_model, value, key, None, learn)
         validated = model.model_validate(given)
         if len(self.known) + len(learn) > self.limit:
-            if len(self.met_again) > self.limit // 2:
-                self.met_again.clear()
-            self.known = {key: self.known[key] for key in self.met_again}
+            self.known.clear()
         for key, position, memo_key in learn:
             element = getattr(validated, fields[key][0])
             self.known[memo_key] = element if position is None else element[position]
@@ -140,7 +135,6 @@ class ElementMemo:
         known = self.known.get(memo_key)
         if known is not None:
             self.hits += 1
-            self.met_again.add(memo_key)
             return known
         self.misses += 1
         learn.append((key, index, memo_key))
