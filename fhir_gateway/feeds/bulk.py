@@ -162,6 +162,7 @@ def import_ndjson(
         if len(batch) >= batch_size:
             flush()
     flush()
+    report.errors.sort()  # unreadable lines are found when read, invalid ones when written
     return report
 
 

@@ -115,3 +115,16 @@ def test_a_parallel_import_matches_a_serial_one(tmp_path: Path) -> None:
             again = bulk.import_file(url, str(current), now=NOW, processes=2)
             assert again.loaded == 0
             assert sum(again.unchanged.values()) == 12
+
+
+def test_refused_lines_are_reported_in_line_order(app: FastAPI) -> None:
+    """A resource that fails validation (found when its batch is written) and a later line
+    that is not JSON (found when read) are reported in the file's order."""
+    source = lines(
+        fhir.patient(id="order-p1"),
+        {"resourceType": "Observation", "id": "order-o1", "status": "final"},  # no code
+        "not json",
+    )
+    report = bulk.import_ndjson(app.state.unit_of_work, source, now=NOW)
+    assert [n for n, _reason in report.errors] == [2, 3]
+    assert "code" in report.errors[0][1]
