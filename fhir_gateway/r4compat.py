@@ -42,8 +42,8 @@ def r4_only_rejections(resource: Mapping[str, Any]) -> list[Rejection]:
     """Problems that make ``resource`` invalid R4 although the R4B models would accept it,
     and problems in the R4-only elements the R4B models cannot check."""
     rejections: list[Rejection] = []
-    found = _extension_value_keys(resource, _VERSION_SPECIFIC)
-    for path, key, value in _extension_values(resource, "") if found else ():
+    found = _extension_values(resource, "") if _carries(resource, _VERSION_SPECIFIC) else ()
+    for path, key, value in found:
         if key in R4B_ONLY_EXTENSION_VALUES:
             rejections.append(
                 (f"{path}.{key}", f"Extension.{key} is FHIR R4B; R4 extensions cannot carry it")
@@ -61,7 +61,7 @@ def prepare_for_r4b_validation(resource: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``resource`` the R4B models can validate: R4-only ``valueMeta`` extension
     values (checked by ``r4_only_rejections``) are left out. Returns ``resource`` itself when
     nothing needs changing, which is almost always."""
-    if not _extension_value_keys(resource, R4_ONLY_EXTENSION_VALUES):
+    if not _carries(resource, R4_ONLY_EXTENSION_VALUES):
         return resource
     return _without_meta_values(resource)  # type: ignore[no-any-return]
 
@@ -77,38 +77,18 @@ def _without_meta_values(node: Any) -> Any:
 
 
 _VERSION_SPECIFIC = R4_ONLY_EXTENSION_VALUES | R4B_ONLY_EXTENSION_VALUES
-_EXTENSION_KEYS = frozenset({"extension", "modifierExtension"})
 
 
-def _extension_value_keys(node: Any, wanted: frozenset[str]) -> bool:
+def _carries(node: Any, wanted: frozenset[str]) -> bool:
     """Whether any extension under ``node`` carries a ``value[x]`` key in ``wanted``.
 
-    The quick look every write takes (such values are rare); ``_extension_values`` then finds
-    where they are. A key is in the serialised JSON as it is named (orjson escapes no
-    letters), so a resource whose JSON does not contain the names needs no walk."""
+    The quick look every write takes (such values are rare): a key is in the serialised JSON
+    as it is named (orjson escapes no letters), so a resource whose JSON does not contain the
+    names is not walked at all."""
     text = orjson.dumps(node, default=str)
     if not any(name.encode() in text for name in wanted):
         return False
-    return _has_extension_value_keys(node, wanted)
-
-
-def _has_extension_value_keys(node: Any, wanted: frozenset[str]) -> bool:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _EXTENSION_KEYS and isinstance(value, list):
-                for extension in value:
-                    if isinstance(extension, dict) and (
-                        not wanted.isdisjoint(extension)
-                        or _has_extension_value_keys(extension, wanted)
-                    ):
-                        return True
-            elif isinstance(value, (dict, list)) and _has_extension_value_keys(value, wanted):
-                return True
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, (dict, list)) and _has_extension_value_keys(item, wanted):
-                return True
-    return False
+    return any(key in wanted for _path, key, _value in _extension_values(node, ""))
 
 
 def _extension_values(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:

@@ -433,9 +433,7 @@ _RESOURCE_COLUMNS = (
 
 def _insert_resource_rows(session: Session, new: Sequence[PendingWrite]) -> None:
     """Insert the current rows of new resources and give each write its primary key."""
-    rows = [
-        tuple(values[name] for name in _RESOURCE_COLUMNS) for values in map(_resource_values, new)
-    ]
+    rows = [_resource_row(w) for w in new]
     pks = insert_with_keys(session, ResourceRow.__table__, _RESOURCE_COLUMNS, rows)  # type: ignore[arg-type]
     for write, pk in zip(new, pks, strict=True):
         write.existing_pk = pk
@@ -476,20 +474,25 @@ def insert_with_keys(
     )
 
 
+def _resource_row(write: PendingWrite) -> tuple[Any, ...]:
+    """A new or updated resource row's values, in ``_RESOURCE_COLUMNS`` order."""
+    return (
+        write.resource_type,
+        write.resource_id,
+        write.version_id,
+        write.last_updated,
+        write.method == "DELETE",
+        write.patient_id,
+        write.source,
+        write.security,
+        write.source_org,
+        write.sensitivity,
+        write.body,
+    )
+
+
 def _resource_values(write: PendingWrite) -> dict[str, Any]:
-    return {
-        "resource_type": write.resource_type,
-        "resource_id": write.resource_id,
-        "version_id": write.version_id,
-        "last_updated": write.last_updated,
-        "deleted": write.method == "DELETE",
-        "patient_id": write.patient_id,
-        "source": write.source,
-        "security": write.security,
-        "source_org": write.source_org,
-        "sensitivity": write.sensitivity,
-        "body": write.body,
-    }
+    return dict(zip(_RESOURCE_COLUMNS, _resource_row(write), strict=True))
 
 
 def _delete_index_rows(session: Session, pks: list[int]) -> None:

@@ -38,6 +38,14 @@ def _batch(prefix: str) -> list[repository.PendingWrite]:
     return writes
 
 
+def _rows(
+    session: Session, table: type[ResourceRow] | type[HistoryRow] | type[OutboxRow], prefix: str
+) -> int | None:
+    return session.scalar(
+        select(func.count()).select_from(table).where(table.resource_id.like(f"{prefix}-%"))
+    )
+
+
 def test_a_large_batch_of_new_resources_is_written_whole(session: Session) -> None:
     stored = service.write(session, _batch("wb"))
 
@@ -61,11 +69,8 @@ def test_a_large_batch_of_new_resources_is_written_whole(session: Session) -> No
     assert observation.version_id == 1
     assert observation.body is not None
     assert '"value":63' in observation.body
-    for table in (HistoryRow, OutboxRow):
-        count = session.scalar(
-            select(func.count()).select_from(table).where(table.resource_id.like("wb-%"))
-        )
-        assert count == MANY + 1
+    assert _rows(session, HistoryRow, "wb") == MANY + 1
+    assert _rows(session, OutboxRow, "wb") == MANY + 1
     references = session.scalar(
         select(func.count())
         .select_from(search_reference)
@@ -98,14 +103,7 @@ def test_a_new_id_stored_first_elsewhere_is_a_conflict_and_writes_nothing(
     with pytest.raises(Conflict):
         service.write(session, late)
 
-    assert (
-        session.scalar(
-            select(func.count())
-            .select_from(ResourceRow)
-            .where(ResourceRow.resource_id.like("race-%"))
-        )
-        == 1
-    )
+    assert _rows(session, ResourceRow, "race") == 1
     kept = repository.get_current(session, "Observation", "race-o5")
     assert kept is not None
     assert (kept.pk, kept.version_id, kept.body) == (
@@ -113,11 +111,4 @@ def test_a_new_id_stored_first_elsewhere_is_a_conflict_and_writes_nothing(
         first.stored.version_id,
         first.stored.body,
     )
-    assert (
-        session.scalar(
-            select(func.count())
-            .select_from(HistoryRow)
-            .where(HistoryRow.resource_id.like("race-%"))
-        )
-        == 1
-    )
+    assert _rows(session, HistoryRow, "race") == 1
