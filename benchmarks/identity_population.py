@@ -374,7 +374,7 @@ def _patient(
         "resourceType": "Patient",
         "id": pid,
         "meta": {"source": f"urn:carejoin:source:{source}"},
-        "identifier": identifiers,
+        **({"identifier": identifiers} if identifiers else {}),  # FHIR has no empty arrays
         "name": names,
         "gender": person["gender"],
         "birthDate": born.isoformat(),

@@ -11,16 +11,15 @@ here:
    sit anywhere in a resource, so the whole tree is checked.
 2. ``Observation.subject`` and ``DiagnosticReport.subject``: R4 allows
    ``Reference(Patient | Group | Device | Location)``; R4B widens this to Organization,
-   Practitioner, Procedure, Medication and Substance.
-3. Reference target types in general: fhir.resources does not check them at all, so the R4
-   target lists of each resource's own (top-level) reference elements are checked here, from
-   the models' ``enum_reference_types`` with the R4 lists of point 2 laid over them.
+   Practitioner, Procedure, Medication and Substance. fhir.resources does not check reference
+   targets at all; ``fhir_gateway.r4rules`` checks them with R4's lists.
 
-Everything else the R4B models accept for these types is valid R4 and the reverse.
+Everything else the R4B models accept for these types is valid R4 and the reverse. The rules
+neither package's models check (required code bindings, reference targets, empty elements)
+are in ``fhir_gateway.r4rules``.
 """
 
 from collections.abc import Iterator, Mapping
-from functools import cache
 from typing import Any
 
 import orjson
@@ -30,19 +29,15 @@ from pydantic import ValidationError
 R4_ONLY_EXTENSION_VALUES = frozenset({"valueMeta"})
 R4B_ONLY_EXTENSION_VALUES = frozenset({"valueCodeableReference", "valueRatioRange"})
 
-R4_REFERENCE_TARGETS: Mapping[tuple[str, str], frozenset[str]] = {
-    ("Observation", "subject"): frozenset({"Patient", "Group", "Device", "Location"}),
-    ("DiagnosticReport", "subject"): frozenset({"Patient", "Group", "Device", "Location"}),
-}
-
 Rejection = tuple[str, str]  # (path below the resource, message)
 
 
-def r4_only_rejections(resource: Mapping[str, Any]) -> list[Rejection]:
+def r4_only_rejections(resource: Mapping[str, Any], text: bytes | None = None) -> list[Rejection]:
     """Problems that make ``resource`` invalid R4 although the R4B models would accept it,
     and problems in the R4-only elements the R4B models cannot check."""
     rejections: list[Rejection] = []
-    found = _extension_values(resource, "") if _carries(resource, _VERSION_SPECIFIC) else ()
+    carries = _carries(resource, _VERSION_SPECIFIC, text)
+    found = _extension_values(resource, "") if carries else ()
     for path, key, value in found:
         if key in R4B_ONLY_EXTENSION_VALUES:
             rejections.append(
@@ -50,10 +45,6 @@ def r4_only_rejections(resource: Mapping[str, Any]) -> list[Rejection]:
             )
         elif key in R4_ONLY_EXTENSION_VALUES:
             rejections.extend(_meta_problems(f"{path}.{key}", value))
-    resource_type = resource.get("resourceType")
-    if isinstance(resource_type, str):
-        rejections.extend(_reference_target_rejections(resource_type, resource))
-        rejections.extend(_code_rejections(resource_type, resource))
     return rejections
 
 
@@ -79,13 +70,14 @@ def _without_meta_values(node: Any) -> Any:
 _VERSION_SPECIFIC = R4_ONLY_EXTENSION_VALUES | R4B_ONLY_EXTENSION_VALUES
 
 
-def _carries(node: Any, wanted: frozenset[str]) -> bool:
+def _carries(node: Any, wanted: frozenset[str], text: bytes | None = None) -> bool:
     """Whether any extension under ``node`` carries a ``value[x]`` key in ``wanted``.
 
     The quick look every write takes (such values are rare): a key is in the serialised JSON
     as it is named (orjson escapes no letters), so a resource whose JSON does not contain the
-    names is not walked at all."""
-    text = orjson.dumps(node, default=str)
+    names is not walked at all. ``text``: ``node`` serialised, if the caller has it."""
+    if text is None:
+        text = orjson.dumps(node, default=str)
     if not any(name.encode() in text for name in wanted):
         return False
     return any(key in wanted for _path, key, _value in _extension_values(node, ""))
@@ -117,92 +109,3 @@ def _meta_problems(path: str, value: Any) -> list[Rejection]:
     except ValidationError as exc:
         return [(path, f"valueMeta is not a valid Meta: {err['msg']}") for err in exc.errors()]
     return []
-
-
-@cache
-def reference_targets(resource_type: str) -> Mapping[str, frozenset[str]]:
-    """The allowed target types of each top-level Reference element of ``resource_type``
-    in R4 (empty set: any type)."""
-    targets: dict[str, frozenset[str]] = {}
-    for name, field in get_fhir_model_class(resource_type).model_fields.items():
-        extra = field.json_schema_extra
-        if not isinstance(extra, dict) or "enum_reference_types" not in extra:
-            continue
-        allowed = frozenset(str(t) for t in extra["enum_reference_types"])  # type: ignore[union-attr]
-        alias = field.alias or name
-        allowed = R4_REFERENCE_TARGETS.get((resource_type, alias), allowed)
-        if "Resource" in allowed or not allowed:
-            continue
-        targets[alias] = allowed
-    return targets
-
-
-def _reference_target_rejections(
-    resource_type: str, resource: Mapping[str, Any]
-) -> Iterator[Rejection]:
-    targets = reference_targets(resource_type)
-    for alias, allowed in targets.items():
-        value = resource.get(alias)
-        if value is None:
-            continue
-        items = value if isinstance(value, list) else [value]
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                continue
-            target = _target_type(item.get("reference"))
-            if target is None or target in allowed:
-                continue
-            path = f"{alias}[{index}]" if isinstance(value, list) else alias
-            yield (
-                f"{path}.reference",
-                f"{resource_type}.{alias} cannot refer to a resource of type {target}; R4 allows "
-                + ", ".join(sorted(allowed)),
-            )
-
-
-def _target_type(reference: Any) -> str | None:
-    """The resource type a literal reference names, if it names one."""
-    if not isinstance(reference, str) or reference.startswith(("#", "urn:")):
-        return None
-    parts = reference.split("/")
-    if len(parts) >= 4 and parts[-2] == "_history":
-        parts = parts[:-2]
-    if len(parts) < 2:
-        return None
-    candidate = parts[-2]
-    if candidate[:1].isupper() and candidate.isalpha():
-        return candidate
-    return None
-
-
-@cache
-def required_codes(resource_type: str) -> Mapping[str, frozenset[str]]:
-    """The allowed values of each top-level ``code`` element of ``resource_type`` whose
-    required binding the models list in full (a list ending in ``+`` is a partial list and is
-    not enforced)."""
-    codes: dict[str, frozenset[str]] = {}
-    for name, field in get_fhir_model_class(resource_type).model_fields.items():
-        extra = field.json_schema_extra
-        if not isinstance(extra, dict):
-            continue
-        values = extra.get("enum_values")
-        if not isinstance(values, list) or not values or "+" in values:
-            continue
-        codes[field.alias or name] = frozenset(str(v) for v in values)
-    return codes
-
-
-def _code_rejections(resource_type: str, resource: Mapping[str, Any]) -> Iterator[Rejection]:
-    for alias, allowed in required_codes(resource_type).items():
-        value = resource.get(alias)
-        if value is None:
-            continue
-        items = value if isinstance(value, list) else [value]
-        for index, item in enumerate(items):
-            if isinstance(item, str) and item not in allowed:
-                path = f"{alias}[{index}]" if isinstance(value, list) else alias
-                yield (
-                    path,
-                    f"'{item}' is not a valid {resource_type}.{alias}; expected one of "
-                    + ", ".join(sorted(allowed)),
-                )

@@ -18,7 +18,7 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from fhir_gateway import r4compat
+from fhir_gateway import r4compat, r4rules
 from fhir_gateway.outcomes import Invalid, Issue
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 
@@ -188,17 +188,15 @@ def validate_resource(
                 ),
             ),
         )
-    rejections = r4compat.r4_only_rejections(dict(resource))
-    if rejections:
-        raise Invalid(
-            f"{resource_type} carries elements that FHIR R4 does not define",
-            issues=tuple(
-                Issue(
-                    code="structure", diagnostics=message, expression=(f"{resource_type}.{path}",)
-                )
-                for path, message in rejections
-            ),
-        )
+    text = orjson.dumps(resource, default=str)
+    problems = [
+        Issue(code="structure", diagnostics=message, expression=(f"{resource_type}.{path}",))
+        for path, message in r4compat.r4_only_rejections(resource, text)
+    ]
+    problems.extend(
+        Issue(code=code, diagnostics=message, expression=(path,))
+        for path, message, code in r4rules.binding_problems(resource, text)
+    )
     try:
         prepared = r4compat.prepare_for_r4b_validation(dict(resource))
         if memo is None:
@@ -206,12 +204,24 @@ def validate_resource(
         else:
             memo.validate(_model(resource_type), prepared)
     except ValidationError as exc:
+        issues = [_issue(resource_type, err) for err in exc.errors(include_url=False)]
+        issues.extend(problems)
         raise Invalid(
-            f"{resource_type} failed validation with {exc.error_count()} problem(s)",
-            issues=tuple(_issue(resource_type, err) for err in exc.errors(include_url=False)),
+            f"{resource_type} failed validation with {len(issues)} problem(s)",
+            issues=tuple(issues),
         ) from None
-    except (ValueError, TypeError) as exc:  # raised by some model validators directly
+    except (ValueError, TypeError, KeyError) as exc:  # raised by some validators directly
+        if problems:  # the likelier cause (a contained resource of no known type, say)
+            raise Invalid(
+                f"{resource_type} failed validation with {len(problems)} problem(s)",
+                issues=tuple(problems),
+            ) from None
         raise Invalid(f"{resource_type} failed validation: {exc}") from None
+    if problems:
+        raise Invalid(
+            f"{resource_type} failed validation with {len(problems)} problem(s)",
+            issues=tuple(problems),
+        )
 
 
 def _issue(resource_type: str, error: Mapping[str, Any]) -> Issue:

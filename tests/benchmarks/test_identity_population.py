@@ -9,9 +9,13 @@ from benchmarks.identity_population import population
 
 
 def _digest(people: int, seed: int, **kwargs: object) -> str:
+    """The digest of the population as first frozen, when a record without an NHS number
+    carried an empty ``identifier`` array; FHIR JSON has no empty arrays, so such a record now
+    leaves the element out, and it is put back here: the people and every value are the same."""
     digest = hashlib.sha256()
     for key, patient in population(people, seed, **kwargs):  # type: ignore[arg-type]
-        digest.update(json.dumps([key, patient], sort_keys=True).encode())
+        as_frozen = {"identifier": [], **patient}
+        digest.update(json.dumps([key, as_frozen], sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -41,7 +45,7 @@ def test_version_3_numbers_are_test_numbers_and_some_people_have_none() -> None:
     people: set[str] = set()
     for key, patient in population(20_000, 5, version=3):
         people.add(key)
-        for identifier in patient["identifier"]:
+        for identifier in patient.get("identifier", ()):
             numbers.setdefault(key, set()).add(identifier["value"])
         for telecom in patient.get("telecom", ()):
             phones[key] = telecom["value"]

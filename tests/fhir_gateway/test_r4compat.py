@@ -2,7 +2,7 @@
 
 from fastapi.testclient import TestClient
 
-from fhir_gateway import r4compat
+from fhir_gateway import r4compat, r4rules
 from fhir_gateway.validation import validate_resource
 from tests.factories import fhir
 
@@ -63,14 +63,14 @@ def test_observation_subject_keeps_the_r4_target_list(client: TestClient) -> Non
 def test_reference_targets_are_checked_for_top_level_references() -> None:
     condition = fhir.condition(patient_id="p1")
     condition["subject"] = {"reference": "Practitioner/x"}
-    rejections = r4compat.r4_only_rejections(condition)
-    assert [path for path, _ in rejections] == ["subject.reference"]
+    problems = r4rules.binding_problems(condition)
+    assert [path for path, _, _ in problems] == ["Condition.subject.reference"]
     # contained, urn:uuid, absolute-with-type and logical references
     for reference in ("#c1", "urn:uuid:6d5c", "https://x.example/fhir/Patient/1"):
         condition["subject"] = {"reference": reference}
-        assert r4compat.r4_only_rejections(condition) == []
+        assert r4rules.binding_problems(condition) == []
     condition["subject"] = {"identifier": {"system": "s", "value": "v"}}
-    assert r4compat.r4_only_rejections(condition) == []
+    assert r4rules.binding_problems(condition) == []
 
 
 def test_prepare_leaves_ordinary_resources_untouched() -> None:
@@ -87,5 +87,9 @@ def test_codes_with_a_complete_required_binding_are_checked(client: TestClient) 
     assert issue["expression"] == ["Patient.gender"]
     assert "female" in issue["diagnostics"]
     assert client.get("/fhir/Patient", params={"gender": "banana"}).json()["total"] == 0
-    # Observation.status's list is partial in the models, so it is left to the model
-    assert "status" not in r4compat.required_codes("Observation")
+    # Observation.status's list is partial in the models; R4's full list is checked
+    observation = fhir.observation(patient_id="p1", status="finished")
+    response = client.post("/fhir/Observation", json=observation)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["code"] == "code-invalid"
+    assert "entered-in-error" in response.json()["issue"][0]["diagnostics"]

@@ -44,12 +44,13 @@ def patient(
         names.append({"use": "maiden", "family": maiden, "given": [given]})
     resource: dict[str, Any] = {
         "resourceType": "Patient",
-        "identifier": identifiers,
         "name": names,
         "gender": gender,
         "birthDate": birth,
         "address": [{"use": "home", "postalCode": postcode}],
     }
+    if identifiers:
+        resource["identifier"] = identifiers
     if phone:
         resource["telecom"] = [{"system": "phone", "value": phone}]
     return resource
