@@ -84,7 +84,7 @@ def prepare_write(
 ) -> PendingWrite:
     """Validate ``resource`` and turn it into a ``PendingWrite``: body with id and meta,
     index entries, owning patient, source and security labels. ``memo``: the elements a bulk
-    load has validated already (``validation.ElementMemo``)."""
+    load or a bundle has validated already (``validation.ElementMemo``)."""
     if validate:
         validate_resource(resource, memo=memo)
     resource_type = str(resource["resourceType"])

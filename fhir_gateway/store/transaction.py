@@ -19,6 +19,10 @@ from fhir_gateway.outcomes import Invalid, Issue, OutcomeError, PreconditionFail
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import repository, service
 from fhir_gateway.store.repository import PendingWrite, StoredResource
+from fhir_gateway.validation import ElementMemo
+
+MEMO_FROM = 8  # entries: a bundle this long validates each repeated element once
+MEMO_LIMIT = 5_000  # elements a bundle's memo holds (about 6 KB each) before starting afresh
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -130,9 +134,14 @@ def process_transaction(
     now: datetime,
     base_url: str,
     get_handler: GetHandler,
+    memo: ElementMemo | None = None,
 ) -> list[EntryResponse]:
-    """Process a transaction bundle; raise (so the caller rolls back) if any entry fails."""
+    """Process a transaction bundle; raise (so the caller rolls back) if any entry fails.
+    ``memo``: elements already validated (a batch's earlier entries); a bundle of
+    ``MEMO_FROM`` entries or more has one of its own."""
     entries = entries_of(bundle)
+    if memo is None and len(entries) >= MEMO_FROM:
+        memo = ElementMemo(limit=MEMO_LIMIT)
     for entry in entries:
         if entry.method in ("GET", "HEAD"):
             continue
@@ -146,7 +155,7 @@ def process_transaction(
         if entry.resource is not None:
             entry.resource = _rewrite_references(entry.resource, ids)
     _check_duplicates(entries)
-    writes = _prepare_writes(session, ordered, now=now)
+    writes = _prepare_writes(session, ordered, now=now, memo=memo)
     stored = service.write(session, writes)
     by_entry = dict(
         zip([id(e) for e in ordered if e.extra.get("write") is not None], stored, strict=True)
@@ -301,7 +310,7 @@ def _check_duplicates(entries: list[_Entry]) -> None:
 
 
 def _prepare_writes(
-    session: Session, ordered: list[_Entry], *, now: datetime
+    session: Session, ordered: list[_Entry], *, now: datetime, memo: ElementMemo | None
 ) -> list[PendingWrite]:
     puts = [e for e in ordered if e.method == "PUT"]
     current = repository.get_current_many(
@@ -311,7 +320,7 @@ def _prepare_writes(
     writes: list[PendingWrite] = []
     for entry in ordered:
         try:
-            pending = _prepare_entry(entry, current, now=now)
+            pending = _prepare_entry(entry, current, now=now, memo=memo)
         except Invalid as exc:
             problems.extend(_prefix_issue(issue, entry.index) for issue in exc.issues)
             continue
@@ -340,7 +349,11 @@ def _prefix_issue(issue: Issue, index: int) -> Issue:
 
 
 def _prepare_entry(
-    entry: _Entry, current: dict[tuple[str, str], StoredResource], *, now: datetime
+    entry: _Entry,
+    current: dict[tuple[str, str], StoredResource],
+    *,
+    now: datetime,
+    memo: ElementMemo | None,
 ) -> PendingWrite | None:
     if entry.skip_write or entry.method in ("GET", "HEAD"):
         return None
@@ -366,6 +379,7 @@ def _prepare_entry(
             now=now,
             method="POST",
             existing_pk=None,
+            memo=memo,
         )
     existing = current.get((entry.target_type, entry.target_id))
     repository.require_writable(
@@ -389,6 +403,7 @@ def _prepare_entry(
         now=now,
         method="PUT",
         existing_pk=None if existing is None else existing.pk,
+        memo=memo,
     )
     if existing is not None and service.same_content(existing, pending):
         entry.response = EntryResponse(status="200 OK", stored=existing, location=True)
@@ -407,6 +422,7 @@ def process_batch(
 ) -> list[EntryResponse]:
     """Process a batch: each entry independently, in its own savepoint."""
     entries = entries_of(bundle)
+    memo = ElementMemo(limit=MEMO_LIMIT) if len(entries) >= MEMO_FROM else None
     responses: list[EntryResponse] = []
     for entry in entries:
         try:
@@ -420,6 +436,7 @@ def process_batch(
                     now=now,
                     base_url=base_url,
                     get_handler=get_handler,
+                    memo=memo,
                 )
                 responses.append(single[0])
         except OutcomeError as exc:

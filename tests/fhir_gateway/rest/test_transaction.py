@@ -86,3 +86,45 @@ def test_bundle_shape_errors(client: TestClient) -> None:
         "entry": [{"resource": fhir.patient()}],
     }
     assert client.post("/fhir", json=no_request).status_code == 400
+
+
+def test_a_long_bundle_validates_repeated_elements_once_with_the_same_verdicts(
+    client: TestClient,
+) -> None:
+    """A bundle of MEMO_FROM entries or more validates with an element memo: its repeated
+    elements (code, subject, category ...) are built once, and every verdict is the same."""
+    from unittest import mock
+
+    from fhir_gateway.store.transaction import MEMO_FROM
+    from fhir_gateway.validation import ElementMemo
+
+    observations = [
+        fhir.observation(patient_id="memo-p", value=70 + n, id=f"memo-{n}")
+        for n in range(MEMO_FROM + 2)
+    ]
+    bad = dict(observations[-1], status="finished")
+    bad["code"] = dict(bad["code"], coding="not a list")  # the same element, now invalid
+    entries = [fhir.put_entry(o) for o in observations[:-1]] + [fhir.put_entry(bad)]
+    seen: list[ElementMemo] = []
+    original = ElementMemo.validate
+
+    def spy(self: ElementMemo, model: object, data: dict) -> None:
+        seen.append(self)
+        original(self, model, data)
+
+    with mock.patch.object(ElementMemo, "validate", spy):
+        response = client.post("/fhir", json=fhir.transaction(*entries))
+    assert response.status_code == 400
+    paths = {issue["expression"][0] for issue in response.json()["issue"]}
+    last = f"Bundle.entry[{len(entries) - 1}].resource"
+    assert paths == {f"{last}.status", f"{last}.code.coding"}
+    assert client.get("/fhir/Observation/memo-0").status_code == 404  # nothing stored
+    assert len(seen) == len(entries)
+    assert len({id(memo) for memo in seen}) == 1  # one memo for the bundle
+    assert seen[0].hits > 0
+
+    response = client.post("/fhir", json=fhir.transaction(*entries[:-1]))
+    assert response.status_code == 200, response.text
+    for n in range(MEMO_FROM + 1):
+        stored = client.get(f"/fhir/Observation/memo-{n}").json()
+        assert stored["valueQuantity"]["value"] == 70 + n
