@@ -317,6 +317,7 @@ def main() -> None:
     parser.add_argument("--heavy", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument(
         "--only-audit",
         action="store_true",
@@ -339,7 +340,8 @@ def main() -> None:
         figures.update(service_audit_cost(url, read_paths, args.seconds / 2))
         _print(figures)
         return
-    with server(url) as (host, port, proc):
+    figures["workers"] = args.workers
+    with server(url, workers=args.workers) as (host, port, proc):
         base = f"http://{host}:{port}"
         gp = bench_token(f"{base}/fhir", GP_CLAIMS)
         everyone = bench_token(f"{base}/fhir", BENCH_CLIENT)
