@@ -8,7 +8,10 @@ empty objects, empty arrays and nulls.
   ``CodeableConcept`` (``Condition.clinicalStatus`` ...) holds at least one coding of its
   value set and no coding of the value set's code systems that the value set leaves out.
 - **Reference targets**: a literal reference names a resource type the element allows
-  (``Encounter.participant.individual`` cannot point at an Organization).
+  (``Encounter.participant.individual`` cannot point at an Organization); a local one
+  (``#id``) names a contained resource (``ref-1``) of such a type.
+- **Contained resources** name an R4 resource type, contain none of their own (``dom-2``),
+  and are referred to from elsewhere in the resource or refer to it (``dom-3``).
 - **JSON format** (R4 2.6.2 and ``ele-1``): an element has a value or children; arrays are
   never empty; ``null`` appears only inside an array of primitives whose ``_`` twin carries
   the extension for that position.
@@ -22,7 +25,7 @@ are listed, so a resource's walk visits what matters and skips the rest.
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,13 +91,64 @@ def binding_problems(resource: Mapping[str, Any], text: bytes | None = None) -> 
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         return []
-    problems: list[Problem] = []
-    _walk(structure(), resource_type, resource, f"{resource_type}.", problems)
+    found = _Found(_local_resources(resource))
+    _walk(structure(), resource_type, resource, f"{resource_type}.", found)
+    problems = found.problems
     if text is None:
         text = orjson.dumps(resource, default=str)
+    if found.local:
+        _unreferenced(resource, resource_type, text, problems)
     if b"{}" in text or b"[]" in text or b"null" in text:  # a quick look: almost never
         _format_problems(resource, resource_type, problems)
     return problems
+
+
+@dataclass(slots=True)
+class _Found:
+    local: Mapping[str, str]  # contained resources: id -> resourceType
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _local_resources(resource: Mapping[str, Any]) -> dict[str, str]:
+    contained = resource.get("contained")
+    local: dict[str, str] = {}
+    if isinstance(contained, list):
+        for item in contained:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                local[item["id"]] = str(item.get("resourceType"))
+    return local
+
+
+def _unreferenced(
+    resource: Mapping[str, Any], resource_type: str, text: bytes, problems: list[Problem]
+) -> None:
+    """dom-3: a contained resource is referred to from elsewhere in the resource (``#id``)
+    or refers to its container (``#``)."""
+    contained = resource.get("contained")
+    assert isinstance(contained, list)
+    for index, item in enumerate(contained):
+        if not isinstance(item, dict):
+            continue
+        local_id = item.get("id")
+        if not isinstance(local_id, str):
+            problems.append(
+                (
+                    f"{resource_type}.contained[{index}].id",
+                    "a contained resource needs an id, for the references to it (dom-3)",
+                    "structure",
+                )
+            )
+            continue
+        if orjson.dumps(f"#{local_id}") in text or b'"#"' in orjson.dumps(item):
+            continue
+        problems.append(
+            (
+                f"{resource_type}.contained[{index}]",
+                f"contained resource '{local_id}' is referred to from nowhere in the resource "
+                "(dom-3: refer to it as '#" + local_id + "', or leave it out)",
+                "structure",
+            )
+        )
 
 
 def _walk(
@@ -102,7 +156,7 @@ def _walk(
     type_name: str,
     node: Mapping[str, Any],
     path: str,
-    problems: list[Problem],
+    found: _Found,
 ) -> None:
     rules = types.get(type_name)
     if rules is None:
@@ -111,14 +165,14 @@ def _walk(
         entry = rules.get(key)
         if entry is None:
             if key[:1] == "_":
-                _walk_primitive_extensions(types, value, f"{path}{key}", problems)
+                _walk_primitive_extensions(types, value, f"{path}{key}", found)
             continue
         child = f"{path}{key}"
         if isinstance(value, list):
             for index, item in enumerate(value):
-                _check(types, entry, item, f"{child}[{index}]", problems)
+                _check(types, entry, item, f"{child}[{index}]", found)
         else:
-            _check(types, entry, value, child, problems)
+            _check(types, entry, value, child, found)
 
 
 def _check(
@@ -126,8 +180,9 @@ def _check(
     entry: Entry,
     value: Any,
     path: str,
-    problems: list[Problem],
+    found: _Found,
 ) -> None:
+    problems = found.problems
     kind = entry[0]
     if kind == "code":
         binding: Binding = entry[1]
@@ -144,13 +199,26 @@ def _check(
     if not isinstance(value, dict):
         return  # the models report an element of the wrong kind
     if kind == "type":
-        _walk(types, entry[1], value, f"{path}.", problems)
+        _walk(types, entry[1], value, f"{path}.", found)
     elif kind == "concept":
         _concept_problems(entry[1], value, path, problems)
-        _walk(types, "CodeableConcept", value, f"{path}.", problems)
+        _walk(types, "CodeableConcept", value, f"{path}.", found)
     elif kind == "reference":
         allowed: frozenset[str] = entry[1]
-        target = target_type(value.get("reference"))
+        reference = value.get("reference")
+        target = target_type(reference)
+        if isinstance(reference, str) and reference[:1] == "#" and len(reference) > 1:
+            target = found.local.get(reference[1:])
+            if target is None:
+                problems.append(
+                    (
+                        f"{path}.reference",
+                        f"no contained resource has the id '{reference[1:]}' (ref-1)",
+                        "structure",
+                    )
+                )
+            elif target not in resource_types():
+                target = None  # the contained resource's own problem is reported
         if allowed and target is not None and target not in allowed:
             problems.append(
                 (
@@ -160,7 +228,7 @@ def _check(
                     "structure",
                 )
             )
-        _walk(types, "Reference", value, f"{path}.", problems)
+        _walk(types, "Reference", value, f"{path}.", found)
     elif kind == "contained":
         contained_type = value.get("resourceType")
         if not isinstance(contained_type, str) or contained_type not in resource_types():
@@ -181,7 +249,7 @@ def _check(
                     "structure",
                 )
             )
-        _walk(types, contained_type, value, f"{path}.", problems)
+        _walk(types, contained_type, value, f"{path}.", found)
 
 
 def _concept_problems(
@@ -222,7 +290,7 @@ def _concept_problems(
 
 
 def _walk_primitive_extensions(
-    types: Mapping[str, Mapping[str, Entry]], value: Any, path: str, problems: list[Problem]
+    types: Mapping[str, Mapping[str, Entry]], value: Any, path: str, found: _Found
 ) -> None:
     """A primitive's ``_element`` (a list of them, with nulls, for a repeating one) carries
     extensions."""
@@ -239,7 +307,7 @@ def _walk_primitive_extensions(
                     ("type", "Extension"),
                     extension,
                     f"{where}.extension[{position}]",
-                    problems,
+                    found,
                 )
 
 

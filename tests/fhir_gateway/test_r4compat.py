@@ -65,10 +65,17 @@ def test_reference_targets_are_checked_for_top_level_references() -> None:
     condition["subject"] = {"reference": "Practitioner/x"}
     problems = r4rules.binding_problems(condition)
     assert [path for path, _, _ in problems] == ["Condition.subject.reference"]
-    # contained, urn:uuid, absolute-with-type and logical references
-    for reference in ("#c1", "urn:uuid:6d5c", "https://x.example/fhir/Patient/1"):
+    # urn:uuid, absolute-with-type and logical references
+    for reference in ("urn:uuid:6d5c", "https://x.example/fhir/Patient/1"):
         condition["subject"] = {"reference": reference}
         assert r4rules.binding_problems(condition) == []
+    # a local reference: to a contained resource of an allowed type
+    condition["subject"] = {"reference": "#c1"}
+    condition["contained"] = [{"resourceType": "Patient", "id": "c1"}]
+    assert r4rules.binding_problems(condition) == []
+    condition["contained"] = [{"resourceType": "Practitioner", "id": "c1"}]
+    assert [p for p, _, _ in r4rules.binding_problems(condition)] == ["Condition.subject.reference"]
+    del condition["contained"]
     condition["subject"] = {"identifier": {"system": "s", "value": "v"}}
     assert r4rules.binding_problems(condition) == []
 

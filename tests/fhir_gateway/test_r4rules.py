@@ -264,7 +264,8 @@ def test_a_contained_resource_must_name_an_r4_type_and_contain_nothing() -> None
     for contained in ({"id": "m"}, {"resourceType": "Nonsense", "id": "m"}, {"resourceType": 5}):
         with pytest.raises(Invalid) as caught:
             validate_resource({**request, "contained": [contained]})
-        assert caught.value.issues[0].expression == ("MedicationRequest.contained[0].resourceType",)
+        expressions = [issue.expression for issue in caught.value.issues]
+        assert ("MedicationRequest.contained[0].resourceType",) in expressions
     nested = {
         "resourceType": "Medication",
         "id": "m",
@@ -290,3 +291,42 @@ def test_a_contained_resource_of_no_known_type_is_a_400_not_a_crash(client: Test
     assert response.json()["issue"][0]["expression"] == [
         "MedicationRequest.contained[0].resourceType"
     ]
+
+
+def test_local_references_name_a_contained_resource_of_an_allowed_type() -> None:
+    request = {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": "#m"},
+        "contained": [{"resourceType": "Medication", "id": "m"}],
+    }
+    assert _paths(request) == []
+    missing = {**request, "medicationReference": {"reference": "#other"}}
+    assert _paths(missing) == [
+        "MedicationRequest.medicationReference.reference",  # ref-1: no such contained id
+        "MedicationRequest.contained[0]",  # dom-3: m is now referred to from nowhere
+    ]
+    wrong_type = {**request, "contained": [{"resourceType": "Organization", "id": "m"}]}
+    problems = r4rules.binding_problems(wrong_type)
+    assert [p[0] for p in problems] == ["MedicationRequest.medicationReference.reference"]
+    assert "Organization" in problems[0][1]
+
+
+def test_a_contained_resource_is_referred_to_or_refers_to_its_container() -> None:
+    condition = fhir.condition(patient_id="p1")
+    practitioner = {"resourceType": "Practitioner", "id": "d1"}
+    condition["contained"] = [practitioner]
+    assert _paths(condition) == ["Condition.contained[0]"]  # dom-3
+    condition["recorder"] = {"reference": "#d1"}
+    assert _paths(condition) == []
+    provenance_like = {
+        "resourceType": "Practitioner",
+        "id": "d2",
+        "extension": [{"url": "https://x.example/of", "valueReference": {"reference": "#"}}],
+    }
+    condition["contained"].append(provenance_like)  # refers to its container
+    assert _paths(condition) == []
+    condition["contained"].append({"resourceType": "Practitioner"})  # no id
+    assert _paths(condition) == ["Condition.contained[2].id"]
