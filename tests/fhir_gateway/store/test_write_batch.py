@@ -112,3 +112,30 @@ def test_a_new_id_stored_first_elsewhere_is_a_conflict_and_writes_nothing(
         first.stored.body,
     )
     assert _rows(session, HistoryRow, "race") == 1
+
+
+def test_current_versions_of_many_keys_are_found_as_one_by_one(session: Session) -> None:
+    """``get_current_many`` finds exactly what ``get_current`` finds key by key: missing keys,
+    the same id under another type, repeated keys, with and without a lock, and a visibility
+    predicate applied."""
+    service.write(session, _batch("gm"))
+    keys = [("Observation", f"gm-o{i}") for i in range(MANY)] + [
+        ("Patient", "gm-p"),
+        ("Patient", "gm-o1"),  # the id exists, under another type
+        ("Observation", "gm-missing"),
+        ("Observation", "gm-o2"),  # twice
+    ]
+    expected = {
+        key: found for key in keys if (found := repository.get_current(session, *key)) is not None
+    }
+    assert len(expected) == MANY + 1
+    for for_update in (False, True):
+        many = repository.get_current_many(session, keys, for_update=for_update)
+        assert {k: (v.pk, v.version_id) for k, v in many.items()} == {
+            k: (v.pk, v.version_id) for k, v in expected.items()
+        }
+    only_patients = ResourceRow.resource_type == "Patient"
+    assert set(repository.get_current_many(session, keys, visible=only_patients)) == {
+        ("Patient", "gm-p")
+    }
+    assert repository.get_current_many(session, []) == {}
