@@ -21,6 +21,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_gateway.search.registry import SUPPORTED_TYPES
+from fhir_gateway.validation import _element_type
 
 OUT = Path(__file__).resolve().parent.parent / "fhir_gateway" / "data" / "r4_structure.json"
 PRIMITIVES_WITH_CODES = {"code"}
@@ -172,18 +173,6 @@ def _model_enumerations() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     for resource_type in SUPPORTED_TYPES:
         walk(get_fhir_model_class(resource_type))
     return found, targets
-
-
-def _element_type(annotation: Any) -> Any:
-    import typing
-
-    if hasattr(annotation, "get_model_klass"):
-        return annotation
-    for argument in typing.get_args(annotation):
-        inner = _element_type(argument)
-        if inner is not None:
-            return inner
-    return None
 
 
 def _prune(types: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, list[Any]]]:

@@ -22,6 +22,17 @@ def _paths(resource: dict[str, Any]) -> list[str]:
     return [path for path, _message, _code in r4rules.binding_problems(resource)]
 
 
+def _medication_request(**extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": "#m"},
+        **extra,
+    }
+
+
 def _encounter(**extra: Any) -> dict[str, Any]:
     return {
         "resourceType": "Encounter",
@@ -97,14 +108,9 @@ def test_codes_in_extensions_and_in_a_primitives_extensions_are_checked() -> Non
 
 
 def test_contained_resources_are_checked_as_their_own_type() -> None:
-    request = {
-        "resourceType": "MedicationRequest",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationReference": {"reference": "#m"},
-        "contained": [{"resourceType": "Medication", "id": "m", "status": "gone"}],
-    }
+    request = _medication_request(
+        contained=[{"resourceType": "Medication", "id": "m", "status": "gone"}]
+    )
     assert _paths(request) == ["MedicationRequest.contained[0].status"]
     request["contained"][0]["status"] = "active"
     assert _paths(request) == []
@@ -254,13 +260,7 @@ def test_model_problems_and_binding_problems_are_reported_together() -> None:
 
 
 def test_a_contained_resource_must_name_an_r4_type_and_contain_nothing() -> None:
-    request = {
-        "resourceType": "MedicationRequest",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationReference": {"reference": "#m"},
-    }
+    request = _medication_request()
     for contained in ({"id": "m"}, {"resourceType": "Nonsense", "id": "m"}, {"resourceType": 5}):
         with pytest.raises(Invalid) as caught:
             validate_resource({**request, "contained": [contained]})
@@ -278,14 +278,7 @@ def test_a_contained_resource_must_name_an_r4_type_and_contain_nothing() -> None
 
 
 def test_a_contained_resource_of_no_known_type_is_a_400_not_a_crash(client: TestClient) -> None:
-    request = {
-        "resourceType": "MedicationRequest",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationReference": {"reference": "#m"},
-        "contained": [{"resourceType": "Nonsense", "id": "m"}],
-    }
+    request = _medication_request(contained=[{"resourceType": "Nonsense", "id": "m"}])
     response = client.post("/fhir/MedicationRequest", json=request)
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == [
@@ -294,14 +287,7 @@ def test_a_contained_resource_of_no_known_type_is_a_400_not_a_crash(client: Test
 
 
 def test_local_references_name_a_contained_resource_of_an_allowed_type() -> None:
-    request = {
-        "resourceType": "MedicationRequest",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationReference": {"reference": "#m"},
-        "contained": [{"resourceType": "Medication", "id": "m"}],
-    }
+    request = _medication_request(contained=[{"resourceType": "Medication", "id": "m"}])
     assert _paths(request) == []
     missing = {**request, "medicationReference": {"reference": "#other"}}
     assert _paths(missing) == [
