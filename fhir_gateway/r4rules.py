@@ -57,8 +57,13 @@ Entry = tuple[Any, ...]
 
 
 @cache
+def _document() -> Mapping[str, Any]:
+    return json.loads(STRUCTURE_FILE.read_text())  # type: ignore[no-any-return]
+
+
+@cache
 def structure() -> Mapping[str, Mapping[str, Entry]]:
-    document = json.loads(STRUCTURE_FILE.read_text())
+    document = _document()
     bindings: dict[str, Binding] = {}
     for url, value_set in document["valueSets"].items():
         systems = {s: frozenset(codes) for s, codes in value_set.get("systems", {}).items()}
@@ -81,7 +86,7 @@ def structure() -> Mapping[str, Mapping[str, Entry]]:
 @cache
 def resource_types() -> frozenset[str]:
     """Every resource type R4 defines."""
-    return frozenset(json.loads(STRUCTURE_FILE.read_text())["resourceTypes"])
+    return frozenset(_document()["resourceTypes"])
 
 
 def binding_problems(resource: Mapping[str, Any], text: bytes | None = None) -> list[Problem]:
@@ -187,14 +192,7 @@ def _check(
     if kind == "code":
         binding: Binding = entry[1]
         if isinstance(value, str) and value not in binding.codes:
-            problems.append(
-                (
-                    path,
-                    f"'{value}' is not a valid {_element(path)} (required binding "
-                    f"{binding.url}); {binding.describe()}",
-                    "code-invalid",
-                )
-            )
+            problems.append((path, _not_in(binding, value, path), "code-invalid"))
         return
     if not isinstance(value, dict):
         return  # the models report an element of the wrong kind
@@ -271,8 +269,7 @@ def _concept_problems(
                 problems.append(
                     (
                         f"{path}.coding[{index}].code",
-                        f"'{coding.get('code')}' is not a valid {_element(path)} (required "
-                        f"binding {binding.url}); {binding.describe()}",
+                        _not_in(binding, coding.get("code"), path),
                         "code-invalid",
                     )
                 )
@@ -287,6 +284,13 @@ def _concept_problems(
                 "code-invalid",
             )
         )
+
+
+def _not_in(binding: Binding, value: Any, path: str) -> str:
+    return (
+        f"'{value}' is not a valid {_element(path)} (required binding {binding.url}); "
+        + binding.describe()
+    )
 
 
 def _walk_primitive_extensions(

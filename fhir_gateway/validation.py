@@ -205,23 +205,19 @@ def validate_resource(
             memo.validate(_model(resource_type), prepared)
     except ValidationError as exc:
         issues = [_issue(resource_type, err) for err in exc.errors(include_url=False)]
-        issues.extend(problems)
-        raise Invalid(
-            f"{resource_type} failed validation with {len(issues)} problem(s)",
-            issues=tuple(issues),
-        ) from None
+        raise _failed(resource_type, issues + problems) from None
     except (ValueError, TypeError, KeyError) as exc:  # raised by some validators directly
         if problems:  # the likelier cause (a contained resource of no known type, say)
-            raise Invalid(
-                f"{resource_type} failed validation with {len(problems)} problem(s)",
-                issues=tuple(problems),
-            ) from None
+            raise _failed(resource_type, problems) from None
         raise Invalid(f"{resource_type} failed validation: {exc}") from None
     if problems:
-        raise Invalid(
-            f"{resource_type} failed validation with {len(problems)} problem(s)",
-            issues=tuple(problems),
-        )
+        raise _failed(resource_type, problems)
+
+
+def _failed(resource_type: str, issues: list[Issue]) -> Invalid:
+    return Invalid(
+        f"{resource_type} failed validation with {len(issues)} problem(s)", issues=tuple(issues)
+    )
 
 
 def _issue(resource_type: str, error: Mapping[str, Any]) -> Issue:
