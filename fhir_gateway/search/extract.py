@@ -19,6 +19,8 @@ uri           uri, url, canonical (indexed as a token without system)
 
 Values longer than the index columns hold are cut to fit; the stored resource keeps them
 whole. ``_id`` and ``_lastUpdated`` are not extracted: they are columns of the resource row.
+Nor is a parameter that is a restriction or a union of others (``Observation.patient``,
+``combo-code``: ``fhir_gateway.search.storage``); its rows are theirs.
 """
 
 from collections.abc import Iterator, Mapping
@@ -40,6 +42,7 @@ from fhir_gateway.search.model import (
     TokenEntry,
 )
 from fhir_gateway.search.registry import SEARCH_PARAMS
+from fhir_gateway.search.storage import has_own_rows
 from fhir_gateway.search.text import normalize
 
 CODE_MAX = 255
@@ -115,7 +118,7 @@ def _compiled(resource_type: str) -> tuple[_Compiled, ...]:
     return tuple(
         _Compiled(param=p, paths=tuple(compile_path(path) for path in p.paths))
         for p in params.values()
-        if p.code not in _UNEXTRACTED
+        if p.code not in _UNEXTRACTED and has_own_rows(resource_type, p.code)
     )
 
 

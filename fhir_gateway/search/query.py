@@ -41,6 +41,7 @@ from fhir_gateway.search.params import (
     split_prefix,
     split_token,
 )
+from fhir_gateway.search.storage import stored
 from fhir_gateway.search.text import normalize
 from fhir_gateway.store.models import (
     ResourceRow,
@@ -104,7 +105,7 @@ def _criterion(
         raise SearchError(
             f"Searching by {c.param.type} parameter '{code}' is not supported", unsupported=True
         )
-    scope = and_(table.c.resource_type == c.resource_type, table.c.param == code)
+    scope = and_(table.c.resource_type == c.resource_type, param_rows(table, c.resource_type, code))
     if c.modifier == "missing":
         has_any = exists().where(table.c.resource_pk == row.pk, scope)
         return not_(has_any) if c.values[0] == "true" else has_any
@@ -115,6 +116,19 @@ def _criterion(
         # :not matches resources with no value matching (including those with no value at all).
         return not_(exists().where(table.c.resource_pk == row.pk, scope, match))
     return row.pk.in_(select(table.c.resource_pk).where(scope, match))
+
+
+def param_rows(table: Any, resource_type: str, code: str) -> ColumnElement[bool]:
+    """The index rows of ``table`` that answer ``resource_type``'s parameter ``code``: its own,
+    or those of the parameters it is derived from (``fhir_gateway.search.storage``)."""
+    rows = stored(resource_type, code)
+    if len(rows.params) == 1:
+        clause: ColumnElement[bool] = table.c.param == rows.params[0]
+    else:
+        clause = table.c.param.in_(rows.params)
+    if rows.targets:
+        clause = and_(clause, table.c.target_type.in_(rows.targets))
+    return clause
 
 
 def _id_criterion(c: Criterion, row: Any) -> ColumnElement[bool]:
@@ -262,16 +276,16 @@ def _chain(
     return row.pk.in_(
         select(search_reference.c.resource_pk).where(
             search_reference.c.resource_type == c.resource_type,
-            search_reference.c.param == c.param.code,
+            param_rows(search_reference, c.resource_type, c.param.code),
             search_reference.c.target_type == c.chain_type,
             search_reference.c.target_id.in_(targets),
         )
     )
 
 
-def sort_expression(key: SortKey, row: Any) -> Any:
-    """The value a resource sorts by; for a repeating element, its lowest (ascending) or highest
-    (descending) value (3.1.1.4.8 "Sorting")."""
+def sort_expression(key: SortKey, row: Any, resource_type: str) -> Any:
+    """The value a ``resource_type`` resource sorts by; for a repeating element, its lowest
+    (ascending) or highest (descending) value (3.1.1.4.8 "Sorting")."""
     code = key.param.code
     if code == "_id":
         return row.resource_id
@@ -292,7 +306,7 @@ def sort_expression(key: SortKey, row: Any) -> Any:
     aggregate = func.max(column) if key.descending else func.min(column)
     return (
         select(aggregate)
-        .where(table.c.resource_pk == row.pk, table.c.param == code)
+        .where(table.c.resource_pk == row.pk, param_rows(table, resource_type, code))
         .scalar_subquery()
     )
 
@@ -332,7 +346,7 @@ def run_search(
         clauses.append(visible_on(ResourceRow))
     row = ResourceRow
     keys = request.sort
-    sort_columns = [sort_expression(k, row) for k in keys]
+    sort_columns = [sort_expression(k, row, request.resource_type) for k in keys]
     backwards = False
     after: ColumnElement[bool] | None = None
     if request.cursor:
@@ -472,10 +486,16 @@ def include_targets(
     if source_type != "*":
         stmt = stmt.where(table.c.resource_type == source_type)
     if param != "*":
-        stmt = stmt.where(table.c.param == param)
+        stmt = stmt.where(_reference_rows(source_type, param))
     if target_type is not None:
         stmt = stmt.where(table.c.target_type == target_type)
     return [(r[0], r[1]) for r in session.execute(stmt.distinct())]
+
+
+def _reference_rows(source_type: str, param: str) -> ColumnElement[bool]:
+    if source_type == "*":  # no type, no derived parameters to look through
+        return search_reference.c.param == param
+    return param_rows(search_reference, source_type, param)
 
 
 def revinclude_sources(
@@ -502,6 +522,6 @@ def revinclude_sources(
         if source_type != "*":
             stmt = stmt.where(table.c.resource_type == source_type)
         if param != "*":
-            stmt = stmt.where(table.c.param == param)
+            stmt = stmt.where(_reference_rows(source_type, param))
         found.update(session.scalars(stmt.distinct()))
     return sorted(found)

@@ -101,7 +101,7 @@ def page_select(
     clauses.append(visible)
     row = ResourceRow
     keys = request.sort
-    sort_columns = [sort_expression(k, row) for k in keys]
+    sort_columns = [sort_expression(k, row, request.resource_type) for k in keys]
     backwards = False
     if request.cursor:
         direction, values, pk = decode_cursor(request.cursor, keys)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -38,7 +39,8 @@ from fhir_gateway.search.query import (
     revinclude_sources,
     run_search,
 )
-from fhir_gateway.search.registry import PATIENT_COMPARTMENT
+from fhir_gateway.search.registry import PATIENT_COMPARTMENT, SEARCH_PARAMS
+from fhir_gateway.search.storage import stored
 from fhir_gateway.store import repository
 from fhir_gateway.store.models import ResourceRow
 from fhir_gateway.store.repository import PendingWrite, StoredResource
@@ -131,14 +133,28 @@ def prepare_write(
 
 
 def owning_patient(resource_type: str, resource_id: str, index: Any) -> str | None:
-    """The Patient whose compartment holds this resource (R4 CompartmentDefinition patient)."""
+    """The Patient whose compartment holds this resource (R4 CompartmentDefinition patient):
+    the first Patient its compartment parameters refer to, taking the parameters in the
+    order the registry defines them."""
     if resource_type == "Patient":
         return resource_id
-    params = PATIENT_COMPARTMENT.get(resource_type, ())
-    for entry in index.references:
-        if entry.param in params and entry.target_type == "Patient" and entry.target_id:
-            return str(entry.target_id)
+    for params in _compartment_rows(resource_type):
+        for entry in index.references:
+            if entry.param in params and entry.target_type == "Patient" and entry.target_id:
+                return str(entry.target_id)
     return None
+
+
+@cache
+def _compartment_rows(resource_type: str) -> tuple[frozenset[str], ...]:
+    """For each compartment parameter of ``resource_type`` in the registry's order, the
+    parameters whose index rows hold its values (a derived parameter has none of its own)."""
+    compartment = PATIENT_COMPARTMENT.get(resource_type, ())
+    return tuple(
+        frozenset(stored(resource_type, code).params)
+        for code in SEARCH_PARAMS.get(resource_type, {})
+        if code in compartment
+    )
 
 
 def prepare_delete(current: StoredResource, *, now: datetime) -> PendingWrite:

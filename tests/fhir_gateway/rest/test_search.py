@@ -214,3 +214,64 @@ def test_post_search_and_last_updated(client: TestClient, people: dict[str, str]
     assert [e["resource"]["id"] for e in response.json()["entry"]] == [people["okafor"]]
     assert len(_ids(client, "/fhir/Patient", _lastUpdated="gt2000-01-01")) == 3
     assert _ids(client, "/fhir/Patient", _lastUpdated="lt2000-01-01") == []
+
+
+def test_parameters_answered_by_other_parameters_rows(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    """``patient`` (subject's Patients) and ``combo-*`` (a value or a component's) have no index
+    rows of their own; every way of searching by them reads the rows they are made of."""
+    okafor, muller = people["okafor"], people["muller"]
+
+    def mmhg(code: str, value: int) -> dict[str, Any]:
+        quantity = {"value": value, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
+        return {
+            "code": {"coding": [{"system": fhir.LOINC, "code": code}]},
+            "valueQuantity": quantity,
+        }
+
+    pressure = fhir.observation(patient_id=okafor, code="85354-9")
+    del pressure["valueQuantity"]
+    pressure["component"] = [mmhg("8480-6", 150), mmhg("8462-4", 95)]
+    blood_pressure = _create(client, pressure)
+    weight = _create(client, fhir.observation(patient_id=muller, value=150))
+    of_a_group = fhir.observation(patient_id="x", value=40)
+    of_a_group["subject"] = {"reference": "Group/ward-7"}
+    group = _create(client, of_a_group)
+
+    def obs(**params: Any) -> list[str]:
+        return sorted(_ids(client, "/fhir/Observation", **params))
+
+    assert obs(patient=okafor) == [blood_pressure]
+    assert obs(subject="Group/ward-7") == [group]
+    assert obs(**{"patient:missing": "true"}) == [group]
+    assert obs(**{"patient:missing": "false"}) == sorted([blood_pressure, weight])
+    assert obs(**{"patient.family": "okafor"}) == [blood_pressure]
+    assert obs(**{"combo-code": f"{fhir.LOINC}|8462-4"}) == [blood_pressure]  # a component's
+    assert obs(**{"combo-code": "85354-9"}) == [blood_pressure]  # the observation's own
+    assert obs(**{"combo-code": "29463-7"}) == sorted([weight, group])
+    assert obs(**{"combo-code:not": "29463-7"}) == [blood_pressure]
+    assert obs(**{"combo-value-quantity": "gt120"}) == sorted([blood_pressure, weight])
+    assert obs(**{"combo-value-quantity": "lt100"}) == sorted([blood_pressure, group])
+    assert obs(**{"value-quantity": "lt100"}) == [group]
+    ascending = _ids(client, "/fhir/Observation", _sort="combo-value-quantity")
+    assert ascending == [group, blood_pressure, weight]  # lowest values 40, 95, 150
+    included = client.get(
+        "/fhir/Observation",
+        params={"_id": f"{blood_pressure},{group}", "_include": "Observation:patient"},
+    ).json()
+    assert {(e["resource"]["resourceType"], e["resource"]["id"]) for e in included["entry"]} == {
+        ("Observation", blood_pressure),
+        ("Observation", group),
+        ("Patient", okafor),
+    }
+    rev = client.get(
+        "/fhir/Patient", params={"_id": f"{okafor},{muller}", "_revinclude": "Observation:patient"}
+    ).json()
+    assert {e["resource"]["id"] for e in rev["entry"]} == {okafor, muller, blood_pressure, weight}
+    by_patient = _ids(client, "/fhir/Observation", patient=f"{okafor},{muller}", _sort="-patient")
+    assert by_patient == sorted(
+        [blood_pressure, weight],
+        key=lambda i: okafor if i == blood_pressure else muller,
+        reverse=True,
+    )
