@@ -149,16 +149,15 @@ class OutboxRow(Base):
 
 
 def _index_table(name: str, *columns: Column[Any], indexes: tuple[Index, ...] = ()) -> Table:
+    # ``resource_pk`` has no foreign key: index rows are derived data that only the repository
+    # writes, in the transaction that writes their resource's row (whose key it has just been
+    # given), and resource rows are never deleted (a delete is a version). Checking the key
+    # of every row cost about as much as writing it (a COPY's rows went from about 10 to 5
+    # µs each without it; docs/benchmarks.md).
     return Table(
         name,
         Base.metadata,
-        Column(
-            "resource_pk",
-            BigId,
-            ForeignKey("resource.pk", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
+        Column("resource_pk", BigId, nullable=False, index=True),
         Column("resource_type", String(64), nullable=False),
         Column("param", String(64), nullable=False),
         *columns,

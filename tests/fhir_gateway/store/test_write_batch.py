@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 from fhir_gateway.outcomes import Conflict
 from fhir_gateway.search.params import parse_search
 from fhir_gateway.store import repository, service
-from fhir_gateway.store.models import HistoryRow, OutboxRow, ResourceRow, search_reference
+from fhir_gateway.store.models import (
+    INDEX_TABLES,
+    HistoryRow,
+    OutboxRow,
+    ResourceRow,
+    search_reference,
+)
 from tests.factories import fhir
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -139,3 +145,34 @@ def test_current_versions_of_many_keys_are_found_as_one_by_one(session: Session)
         ("Patient", "gm-p")
     }
     assert repository.get_current_many(session, []) == {}
+
+
+def test_every_index_row_belongs_to_its_resources_current_version(session: Session) -> None:
+    """Index rows carry no foreign key (``store.models``): the repository alone keeps them
+    right. After new resources in bulk, updates, deletes and a batch refused whole, every
+    index row names a stored resource and indexes what its current version says."""
+    service.write(session, _batch("ix"))
+    service.update(
+        session, "Observation", "ix-o1", fhir.observation(id="ix-o1", patient_id="ix-q"), now=NOW
+    )
+    service.delete(session, "Observation", "ix-o2", now=NOW)
+    with pytest.raises(Conflict):
+        service.write(session, _batch("ix"))  # every id exists: refused, nothing written
+    for table in INDEX_TABLES:
+        orphans = session.scalar(
+            select(func.count())
+            .select_from(table)
+            .where(~select(ResourceRow.pk).where(ResourceRow.pk == table.c.resource_pk).exists())
+        )
+        assert orphans == 0, table.name
+    subjects = dict(
+        session.execute(
+            select(ResourceRow.resource_id, search_reference.c.target_id)
+            .join(search_reference, search_reference.c.resource_pk == ResourceRow.pk)
+            .where(
+                ResourceRow.resource_id.in_(["ix-o1", "ix-o2", "ix-o3"]),
+                search_reference.c.param == "subject",
+            )
+        ).all()
+    )
+    assert subjects == {"ix-o1": "ix-q", "ix-o3": "ix-p"}  # a deleted resource has no rows
