@@ -16,8 +16,10 @@ file is that source's: a resource without ``meta.source`` is attributed to it, a
 naming another source, or updating another source's record, is refused.
 """
 
+import gc
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -133,6 +135,37 @@ def import_ndjson(
 ) -> ImportReport:
     """Load every line of ``lines``; returns what was created, updated, unchanged or refused.
     ``source``: the registered source system the file comes from (see the module's notes)."""
+    with _fewer_collections():
+        return _import(unit_of_work, lines, now, batch_size, progress, source)
+
+
+# Python's cyclic collector by default runs a full pass over every live object about every
+# 70,000 allocations; an import allocates heavily (the models) and keeps tens of thousands of
+# validated elements in its memo, so those passes took about a tenth of its time (measured
+# with gc.callbacks: 123 µs a resource, 98 of them in full passes, against 28 µs in all
+# with this threshold). During an import the collector runs fourteen times less often; what
+# is not cyclic is freed by reference counting as ever, and cyclic garbage a little later.
+IMPORT_GC_THRESHOLD = (10_000, 10, 10)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(*IMPORT_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _import(
+    unit_of_work: UnitOfWork,
+    lines: Iterable[str | bytes],
+    now: datetime,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+    source: SourceSystem | None,
+) -> ImportReport:
     report = ImportReport()
     batch: list[tuple[int, dict[str, Any]]] = []
     seen: set[tuple[str, str]] = set()

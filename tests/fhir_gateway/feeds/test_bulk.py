@@ -128,3 +128,21 @@ def test_refused_lines_are_reported_in_line_order(app: FastAPI) -> None:
     report = bulk.import_ndjson(app.state.unit_of_work, source, now=NOW)
     assert [n for n, _reason in report.errors] == [2, 3]
     assert "code" in report.errors[0][1]
+
+
+def test_an_import_collects_cycles_less_often_and_restores_the_setting(app: FastAPI) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    source = lines(fhir.patient(id="bulk-gc"), "{not json")
+    report = bulk.import_ndjson(
+        app.state.unit_of_work,
+        source,
+        now=NOW,
+        progress=lambda _n: during.append(gc.get_threshold()),
+    )
+    assert report.loaded == 1
+    assert during == [bulk.IMPORT_GC_THRESHOLD]
+    assert gc.get_threshold() == before
+    assert before != bulk.IMPORT_GC_THRESHOLD
