@@ -490,16 +490,10 @@ def include_targets(
     if source_type != "*":
         stmt = stmt.where(table.c.resource_type == source_type)
     if param != "*":
-        stmt = stmt.where(_reference_rows(source_type, param))
+        stmt = stmt.where(param_rows(table, source_type, param))
     if target_type is not None:
         stmt = stmt.where(table.c.target_type == target_type)
     return [(r[0], r[1]) for r in session.execute(stmt.distinct())]
-
-
-def _reference_rows(source_type: str, param: str) -> ColumnElement[bool]:
-    if source_type == "*":  # no type, no derived parameters to look through
-        return search_reference.c.param == param
-    return param_rows(search_reference, source_type, param)
 
 
 def revinclude_sources(
@@ -526,6 +520,6 @@ def revinclude_sources(
         if source_type != "*":
             stmt = stmt.where(table.c.resource_type == source_type)
         if param != "*":
-            stmt = stmt.where(_reference_rows(source_type, param))
+            stmt = stmt.where(param_rows(table, source_type, param))
         found.update(session.scalars(stmt.distinct()))
     return sorted(found)

@@ -22,6 +22,8 @@ The table is worked out from the registry's definitions, not written by hand: a 
 with the same type and paths as another that has no target restriction, plus a restriction
 of its own, is that parameter restricted; a parameter whose paths are exactly the union of
 other same-type parameters' (each with fewer paths and the same targets) is their union.
+Every part has rows of its own (a test checks it: R4 derives nothing through a derived
+parameter).
 """
 
 from collections.abc import Mapping
@@ -63,23 +65,7 @@ def _derive(params: Mapping[str, SearchParam]) -> dict[str, Stored]:
         parts = [q for q in peers if q.targets == p.targets and set(q.paths) < mine]
         if len(parts) > 1 and set().union(*(q.paths for q in parts)) == mine:
             derived[p.code] = Stored(tuple(q.code for q in parts), p.targets)
-    return {code: _resolve(derived, stored) for code, stored in derived.items()}
-
-
-def _resolve(derived: Mapping[str, Stored], stored: Stored) -> Stored:
-    """``stored`` in terms of parameters that have rows of their own. Parts are strictly
-    narrower than what they make up, so this ends."""
-    params: list[str] = []
-    for code in stored.params:
-        inner = derived.get(code)
-        if inner is None:
-            params.append(code)
-            continue
-        inner = _resolve(derived, inner)
-        if inner.targets and inner.targets != stored.targets:  # pragma: no cover - none in R4
-            raise ValueError(f"cannot derive through the restricted parameter {code}")
-        params.extend(c for c in inner.params if c not in params)
-    return Stored(tuple(params), stored.targets)
+    return derived
 
 
 DERIVED: Mapping[str, Mapping[str, Stored]] = MappingProxyType(
