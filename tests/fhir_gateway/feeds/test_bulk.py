@@ -146,3 +146,38 @@ def test_an_import_collects_cycles_less_often_and_restores_the_setting(app: Fast
     assert during == [bulk.IMPORT_GC_THRESHOLD]
     assert gc.get_threshold() == before
     assert before != bulk.IMPORT_GC_THRESHOLD
+
+
+def test_a_worker_process_keeps_its_element_memo_from_one_shard_to_the_next(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The shards one worker process imports share the elements it has validated (the same
+    people, codes and categories), and what they load is as without it."""
+    from tests.conftest import _sqlite_engine
+
+    monkeypatch.setattr(bulk, "_worker_memo", None)
+    first = [
+        fhir.observation(patient_id="memo-p1", code="271649006", id=f"memo-a{i}") for i in range(3)
+    ]
+    second = [
+        fhir.observation(patient_id="memo-p1", code="271649006", id=f"memo-b{i}") for i in range(3)
+    ]
+    shards = []
+    for name, resources in (("one", first), ("two", second)):
+        shard = tmp_path / f"{name}.ndjson"
+        shard.write_text("".join(f"{n}\t{line}\n" for n, line in enumerate(lines(*resources), 1)))
+        shards.append(shard)
+    with _sqlite_engine(tmp_path) as engine:
+        url = engine.url.render_as_string(hide_password=False)
+        now = NOW.isoformat()
+        report = bulk._shard_worker((url, str(shards[0]), 100, now, None))
+        memo = bulk._worker_memo
+        assert memo is not None
+        assert report.loaded == 3
+        misses_after_first = memo.misses
+        report = bulk._shard_worker((url, str(shards[1]), 100, now, None))
+        assert bulk._worker_memo is memo
+        assert report.loaded == 3
+        # The second shard's subject and code were validated in the first.
+        assert memo.misses == misses_after_first
+        assert memo.hits >= 2 * len(second)
