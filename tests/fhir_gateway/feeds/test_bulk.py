@@ -152,7 +152,8 @@ def test_a_worker_process_keeps_its_element_memo_from_one_shard_to_the_next(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     """The shards one worker process imports share the elements it has validated (the same
-    people, codes and categories), and what they load is as without it."""
+    people, codes and categories); each shard still loads whole. (That the memo never changes
+    a verdict is `test_validation_memo`'s.)"""
     from tests.conftest import _sqlite_engine
 
     monkeypatch.setattr(bulk, "_worker_memo", None)
