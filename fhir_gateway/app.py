@@ -33,6 +33,7 @@ from fhir_gateway.rest.audit import audit_failure
 from fhir_gateway.rest.audit import router as audit_router
 from fhir_gateway.rest.auth import router as auth_router
 from fhir_gateway.rest.consent import router as consent_router
+from fhir_gateway.rest.fastread import FastReadMiddleware
 from fhir_gateway.rest.feeds import router as feeds_router
 from fhir_gateway.rest.identity import router as identity_router
 from fhir_gateway.rest.record import router as record_router
@@ -149,6 +150,8 @@ def create_app(
     # where the service trusts the partnership's identity provider (production).
     app.state.source_systems = RegistryStore(always_enforced=not settings.auth.development_issuer)
     app.add_middleware(SourceRegistryMiddleware)
+    # Outside the registry's middleware, which a read does not need.
+    app.add_middleware(FastReadMiddleware)
     app.include_router(auth_router)
     app.include_router(signin_router)
     app.include_router(fhir_public_router)

@@ -128,8 +128,10 @@ _WRITES = ["POST", "PUT", "PATCH", "DELETE"]
 _EVERY_METHOD = ["GET", "HEAD", "OPTIONS", *_WRITES]
 
 
-@router.api_route(f"/{TYPE}", methods=_WRITES)
-@router.api_route(f"/{TYPE}/{{rest:path}}", methods=_EVERY_METHOD)
+# Refusals, not operations: left out of the OpenAPI document (where one function on many
+# methods would also repeat its operation id).
+@router.api_route(f"/{TYPE}", methods=_WRITES, include_in_schema=False)
+@router.api_route(f"/{TYPE}/{{rest:path}}", methods=_EVERY_METHOD, include_in_schema=False)
 def not_allowed(request: Request) -> Response:
     """The audit trail is written by this server alone, and has no versions or operations."""
     error = MethodNotAllowed(

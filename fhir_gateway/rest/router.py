@@ -524,6 +524,12 @@ def instance_history(request: Request, resource_type: str, resource_id: str) -> 
 
 @router.get("/{resource_type}/{resource_id}")
 async def read(request: Request, resource_type: str, resource_id: str) -> Response:
+    return await read_resource(request, resource_type, resource_id)
+
+
+async def read_resource(request: Request, resource_type: str, resource_id: str) -> Response:
+    """The read interaction, once the caller is authenticated (``request.state.access``):
+    also answered without the framework's routing by ``rest.fastread``."""
     check_accept(request)
     resource_type = _permitted(request, resource_type, "r")
     stored = service.require_current(
