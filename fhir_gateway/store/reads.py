@@ -17,9 +17,10 @@ in the thread pool: it serves SQLite (the embedded default) and the tests that h
 connection open.
 """
 
+import asyncio
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -28,8 +29,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import (
+    ARRAY,
     Connection,
     Engine,
+    String,
     func,
     insert,
     literal,
@@ -43,7 +46,7 @@ from starlette.concurrency import run_in_threadpool
 from consent.audit import AuditRecord
 from consent.visibility import Predicate
 from fhir_gateway.access.people import person_references
-from fhir_gateway.audit.inline import AUDIT_COLUMNS, audit_params, column_slots
+from fhir_gateway.audit.inline import AUDIT_COLUMNS, audit_params
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.audit.repository import add_events
 from fhir_gateway.identity.models import IdentityRecord
@@ -148,8 +151,10 @@ class ConnectionReader:
         )
 
 
-def _audited_read(found: Any) -> Any:
-    """SELECT ``found``'s columns, inserting the AuditEvent of the read as a CTE."""
+def _audited_read(found: Any, *, per_read: tuple[str, ...] = ()) -> Any:
+    """SELECT ``found``'s columns, inserting the AuditEvent of the read as a CTE.
+    ``per_read``: audit columns taken from ``found``'s own column ``g_<name>`` (a grouped
+    read's, which differ from read to read) instead of from their slots."""
     r = found.cte("r")
     person = func.coalesce(
         select(literal("Person/") + IdentityRecord.person_id)
@@ -157,9 +162,12 @@ def _audited_read(found: Any) -> Any:
         .scalar_subquery(),
         literal("Patient/") + r.c.patient_id,
     )
+    columns = AuditEventRow.__table__.c
     values = select(
-        slot("a_event_id", AuditEventRow.__table__.c.event_id.type),
-        *column_slots(),
+        *(
+            r.c[f"g_{name}"] if name in per_read else slot(f"a_{name}", columns[name].type)
+            for name in ("event_id", *AUDIT_COLUMNS)
+        ),
         person,
         r.c.resource_type + "/" + r.c.resource_id,
     ).where(r.c.deleted.is_(False))
@@ -197,7 +205,10 @@ def _compiled(kind: str, predicate: Predicate, *, audited: bool = True) -> ReadS
     found = _COMPILED.get(key)
     if found is not None and found[0] is predicate:
         return found[1]
-    statement = _compile_read(kind, predicate, audited=audited)
+    if kind == "group":
+        statement = _compile_group(predicate, audited=audited)
+    else:
+        statement = _compile_read(kind, predicate, audited=audited)
     if len(_COMPILED) > 2048:
         _COMPILED.clear()
     _COMPILED[key] = (predicate, statement)
@@ -265,13 +276,83 @@ def _compile_read(kind: str, predicate: Predicate, *, audited: bool) -> ReadStat
                 compile_visibility(predicate, now=now, row=old),
             )
         )
+    return _statement(_audited_read(found) if audited else found)
+
+
+def _statement(query: Any) -> ReadStatement:
     dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-    compiled = (_audited_read(found) if audited else found).compile(
-        dialect=dialect, compile_kwargs={"render_postcompile": True}
-    )
+    compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     constants = {k: v for k, v in compiled.params.items() if v is not None}
     order = tuple(compiled.positiontup or ())
     return ReadStatement(str(compiled).encode(), order, constants)
+
+
+# The audit columns that differ between the reads of one group; the others are the caller's
+# (``GROUP_SHARED``), and only reads that agree on them are grouped.
+GROUP_PER_READ = ("event_id", "recorded_at", "query")
+GROUP_LIMIT = 64  # reads in one statement at most
+GROUP_SHARED = tuple(n for n in AUDIT_COLUMNS if n not in GROUP_PER_READ)
+
+
+def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
+    """Several current reads by one caller as one statement (see ``PostgresReader``): the
+    keys, and each read's event id, time and query, come as arrays (``unnest ... WITH
+    ORDINALITY``); each row found carries its read's position (``g_ord``). Consent's
+    predicate is tested on each candidate row as in ``_compile_read``, and each released
+    row gets its own AuditEvent, all committed by the one statement."""
+    now = slot("consent_now", UtcDateTime())
+    want = (
+        func.unnest(
+            slot("g_types", ARRAY(String())),
+            slot("g_ids", ARRAY(String())),
+            slot("g_event_ids", ARRAY(String())),
+            slot("g_recorded_ats", ARRAY(UtcDateTime())),
+            slot("g_queries", ARRAY(String())),
+        )
+        .table_valued(
+            "resource_type",
+            "resource_id",
+            "event_id",
+            "recorded_at",
+            "query",
+            with_ordinality="ord",
+        )
+        .render_derived(name="want")
+    )
+    candidate = (
+        select(
+            ResourceRow,
+            want.c.ord.label("g_ord"),
+            want.c.event_id.label("g_event_id"),
+            want.c.recorded_at.label("g_recorded_at"),
+            want.c.query.label("g_query"),
+        )
+        .select_from(want)
+        .join(
+            ResourceRow,
+            (ResourceRow.resource_type == want.c.resource_type)
+            & (ResourceRow.resource_id == want.c.resource_id),
+        )
+        .cte("candidate")
+        .prefix_with("MATERIALIZED")
+    )
+    row = aliased(ResourceRow, candidate)
+    found = select(
+        row.pk,
+        row.resource_type,
+        row.resource_id,
+        row.version_id,
+        row.last_updated,
+        row.deleted,
+        row.body,
+        row.patient_id,
+        row.source_org,
+        candidate.c.g_ord,
+        candidate.c.g_event_id,
+        candidate.c.g_recorded_at,
+        candidate.c.g_query,
+    ).where(compile_visibility(predicate, now=now, row=row))
+    return _statement(_audited_read(found, per_read=GROUP_PER_READ) if audited else found)
 
 
 def _params(access: ReadAccess, **given: Any) -> dict[str, Any]:
@@ -280,6 +361,19 @@ def _params(access: ReadAccess, **given: Any) -> dict[str, Any]:
     params["consent_now"] = access.now
     params.update(audit_params(access.audit))
     return params
+
+
+_Waiting = tuple[datetime, dict[str, Any], "asyncio.Future[StoredResource | None]"]
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One caller's reads by id in progress: how many statements are running, and the
+    reads waiting for the next."""
+
+    predicate: Predicate
+    running: int = 0
+    waiting: list[_Waiting] = field(default_factory=list)
 
 
 class PostgresReader:
@@ -293,9 +387,32 @@ class PostgresReader:
     a person's record by its patients), planning costs more than executing, and more again
     under consent's longer predicates. Those run on ``fixed_pool``, whose connections keep
     one generic plan per prepared statement (``plan_cache_mode = force_generic_plan``).
+
+    Reads by id are grouped per caller. Each read's AuditEvent makes the read a write
+    transaction, whose commit costs PostgreSQL more than the read itself; so a caller has
+    at most ``in_flight`` read statements running at once (one), and the reads that arrive
+    meanwhile wait and then go as one statement (``_compile_group``, at most
+    ``GROUP_LIMIT``): each read still finds only what consent lets it see and gets its own
+    AuditEvent, and they all commit in one transaction before any of them is answered. A
+    caller is one consent predicate with one set of audit values (who, organisation, role,
+    purpose...): reads by different callers never share a statement. A read that finds
+    nothing running waits one turn of the event loop for the reads arriving with it, then
+    goes (alone, as the single read's own statement, if none came); a group is decided as
+    of the latest of its reads' times. If the statement fails, every read in it fails, as
+    each would have failed alone (the audit could not be written: nothing is released).
     """
 
-    def __init__(self, conninfo: str, *, max_size: int = 10, connect_timeout: float = 10.0):
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        in_flight: int = 1,
+    ):
+        self.in_flight = in_flight
+        self._lanes: dict[tuple[Any, ...], _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         # The session speaks UTC, as the API does: psycopg then gives timestamps in
         # ``datetime.UTC`` itself, which costs nothing to convert (a zone it must look up
         # costs microseconds a row, hundreds of rows a request).
@@ -342,6 +459,7 @@ class PostgresReader:
         await self._fixed_pool.open()
 
     async def close(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._pool.close()
         await self._fixed_pool.close()
 
@@ -354,10 +472,76 @@ class PostgresReader:
     async def current(
         self, resource_type: str, resource_id: str, access: ReadAccess
     ) -> StoredResource | None:
-        return await self._one(
-            _compiled("current", access.predicate),
-            _params(access, resource_type=resource_type, resource_id=resource_id),
-        )
+        params = _params(access, resource_type=resource_type, resource_id=resource_id)
+        predicate = access.predicate
+        key = (id(predicate), *(params[f"a_{name}"] for name in GROUP_SHARED))
+        lane = self._lanes.get(key)
+        if lane is None or lane.predicate is not predicate:
+            lane = self._lanes[key] = _Lane(predicate)
+        waiting: asyncio.Future[StoredResource | None] = asyncio.get_running_loop().create_future()
+        lane.waiting.append((access.now, params, waiting))
+        if lane.running < self.in_flight:
+            lane.running += 1
+            try:
+                await asyncio.sleep(0)  # the reads arriving now join this one's statement
+            finally:
+                self._next(key, lane)
+        return await waiting
+
+    def _next(self, key: tuple[Any, ...], lane: "_Lane") -> None:
+        """After a statement of ``lane``: the reads that queued meanwhile, as one statement."""
+        waiting = [w for w in lane.waiting if not w[2].done()]
+        group, lane.waiting = waiting[:GROUP_LIMIT], waiting[GROUP_LIMIT:]
+        if not group:
+            lane.running -= 1
+            if lane.running == 0 and self._lanes.get(key) is lane:
+                del self._lanes[key]
+            return
+        task = asyncio.create_task(self._group(key, lane, group))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _group(self, key: tuple[Any, ...], lane: "_Lane", group: list[_Waiting]) -> None:
+        try:
+            found = await self._grouped(lane.predicate, group)
+        except asyncio.CancelledError:
+            for _now, _given, waiting in group:
+                waiting.cancel()
+            raise
+        except Exception as exc:  # each read fails as it would have failed alone
+            for _now, _given, waiting in group:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+        else:
+            for (_now, _given, waiting), stored in zip(group, found, strict=True):
+                if not waiting.done():
+                    waiting.set_result(stored)
+        finally:
+            self._next(key, lane)
+
+    async def _grouped(
+        self, predicate: Predicate, group: list[_Waiting]
+    ) -> list[StoredResource | None]:
+        """Each read of ``group``'s answer, by one statement (a group of one: the read's own)."""
+        if len(group) == 1:
+            return [await self._one(_compiled("current", predicate), group[0][1])]
+        first = group[0][1]
+        given = {f"a_{name}": first[f"a_{name}"] for name in GROUP_SHARED}
+        # Consent is decided as of the latest of the reads' times (every read had been
+        # asked by then); each AuditEvent keeps its own read's time.
+        given["consent_now"] = max(now for now, _given, _waiting in group)
+        given["g_types"] = [p["resource_type"] for _n, p, _w in group]
+        given["g_ids"] = [p["resource_id"] for _n, p, _w in group]
+        given["g_event_ids"] = [p["a_event_id"] for _n, p, _w in group]
+        given["g_recorded_ats"] = [p["a_recorded_at"] for _n, p, _w in group]
+        given["g_queries"] = [p["a_query"] for _n, p, _w in group]
+        statement = _compiled("group", predicate)
+        answers: list[StoredResource | None] = [None] * len(group)
+        async with self._fixed_pool.connection() as conn:
+            cursor = await conn.execute(statement.sql, statement.bind(given))
+            for row in await cursor.fetchall():
+                answers[row.g_ord - 1] = repository.stored_from_row(row, utc=True)
+        return answers
 
     async def version(
         self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess

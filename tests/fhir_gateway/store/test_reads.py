@@ -7,6 +7,7 @@ uncommitted transaction), so each backend gets its own fresh database or schema.
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -188,3 +189,204 @@ def test_current_and_versions_match_what_was_written(engine: Engine) -> None:
     assert wrong_type is None
     assert v1.last_updated == now
     assert v1.last_updated.tzinfo is UTC
+
+
+def _caller(user: str) -> Any:
+    return context_from_claims(
+        {
+            "sub": user,
+            "fhirUser": f"Practitioner/{user}",
+            "organization": "Z90001",
+            "role": "R8000",
+            "scope": "user/*.rs",
+        }
+    )
+
+
+def _access_as(context: Any, predicate: Predicate, query: str) -> ReadAccess:
+    now = datetime.now(UTC)
+    return ReadAccess(
+        predicate=predicate,
+        now=now,
+        audit=record_for(
+            context,
+            recorded_at=now,
+            action=Action.READ,
+            interaction="read",
+            outcome=Outcome.SUCCESS,
+            query=query,
+        ),
+    )
+
+
+def _noting_groups(engine: Engine) -> tuple[PostgresReader, list[int]]:
+    """A PostgreSQL reader that notes the size of each group of reads it sends."""
+    reader = reader_for(engine, max_size=2)
+    assert isinstance(reader, PostgresReader)
+    groups: list[int] = []
+    grouped = reader._grouped
+
+    async def noting(predicate: Predicate, group: list[Any]) -> list[Any]:
+        groups.append(len(group))
+        return await grouped(predicate, group)
+
+    reader._grouped = noting  # type: ignore[method-assign]
+    return reader, groups
+
+
+def _own_patients(engine: Engine, families: list[str]) -> list[str]:
+    now = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    with session_factory_for(engine).begin() as session:
+        return [
+            service.create(
+                session,
+                {**fhir.patient(family=f), "meta": {"source": "urn:carejoin:source:Z90001"}},
+                now=now,
+            ).stored.resource_id
+            for f in families
+        ]
+
+
+def test_reads_one_after_another_each_go_alone(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("grouped reads are the PostgreSQL reader's")
+    ids = _own_patients(engine, ["Alone1", "Alone2", "Alone3"])
+    reader, groups = _noting_groups(engine)
+    access = _access(SourceIn(frozenset({"Z90001"})))
+
+    async def read_each() -> list[Any]:
+        await reader.open()
+        try:
+            return [await reader.current("Patient", i, access) for i in ids]
+        finally:
+            await reader.close()
+
+    found = asyncio.run(read_each())
+    assert [f.resource_id for f in found] == ids
+    assert groups == [1, 1, 1]
+
+
+def test_when_the_audit_cannot_be_written_every_read_of_the_group_fails(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("grouped reads are the PostgreSQL reader's")
+    ids = _own_patients(engine, ["Refused1", "Refused2", "Refused3"])
+    reader, groups = _noting_groups(engine)
+    predicate = SourceIn(frozenset({"Z90001"}))
+    caller = _caller("refused")
+    accesses = [_access_as(caller, predicate, f"/fhir/Patient/{i}?refused") for i in ids]
+    refuse = (
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN RAISE EXCEPTION 'audit store unavailable'; END$$; "
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_event "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(refuse)
+
+    async def read_all() -> list[Any]:
+        await reader.open()
+        try:
+            return await asyncio.gather(
+                *(reader.current("Patient", i, a) for i, a in zip(ids, accesses, strict=True)),
+                return_exceptions=True,
+            )
+        finally:
+            await reader.close()
+
+    try:
+        outcomes = asyncio.run(read_all())
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "DROP TRIGGER refuse_audit ON audit_event; DROP FUNCTION refuse_audit()"
+            )
+    assert groups == [3]
+    assert all(isinstance(o, Exception) for o in outcomes), outcomes
+    assert all("audit store unavailable" in str(o) for o in outcomes)
+    with session_factory_for(engine).begin() as session:
+        written = session.execute(
+            select(AuditEventRow.pk).where(AuditEventRow.query.like("%?refused"))
+        ).all()
+    assert written == []
+
+
+def test_reads_asked_together_go_as_one_statement_per_caller_each_audited(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("grouped reads are the PostgreSQL reader's")
+    factory = session_factory_for(engine)
+    now = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
+    mine = [
+        {**fhir.patient(family=f"Grouped{n}"), "meta": {"source": "urn:carejoin:source:Z90001"}}
+        for n in range(5)
+    ]
+    theirs = {**fhir.patient(family="Hidden"), "meta": {"source": "urn:carejoin:source:Z9H"}}
+    gone = {**fhir.patient(family="Gone"), "meta": {"source": "urn:carejoin:source:Z90001"}}
+    with factory.begin() as session:
+        my_ids = [service.create(session, p, now=now).stored.resource_id for p in mine]
+        their_id = service.create(session, theirs, now=now).stored.resource_id
+        gone_id = service.create(session, gone, now=now).stored.resource_id
+    with factory.begin() as session:
+        service.delete(session, "Patient", gone_id, now=now)
+    predicate = SourceIn(frozenset({"Z90001"}))
+    first, second = _caller("grouped-1"), _caller("grouped-2")
+    asks = [(first, i) for i in my_ids] + [
+        (first, their_id),
+        (first, gone_id),
+        (first, "no-such-id"),
+        (second, my_ids[0]),
+        (second, my_ids[1]),
+    ]
+    accesses = [
+        _access_as(who, predicate, f"/fhir/Patient/{i}?n={n}") for n, (who, i) in enumerate(asks)
+    ]
+    reader, groups = _noting_groups(engine)
+
+    async def read_all() -> list[Any]:
+        await reader.open()
+        try:
+            return await asyncio.gather(
+                *(
+                    reader.current("Patient", i, a)
+                    for (_w, i), a in zip(asks, accesses, strict=True)
+                )
+            )
+        finally:
+            await reader.close()
+
+    found = asyncio.run(read_all())
+    # Asked together: each caller's reads went as one statement of their own.
+    assert sorted(groups) == [2, 8]
+    assert [f.resource_id if f else None for f in found] == [
+        *my_ids,
+        None,  # not the caller's to see: as if it did not exist
+        gone_id,  # deleted: the router answers 410
+        None,
+        my_ids[0],
+        my_ids[1],
+    ]
+    assert found[6] is not None
+    assert found[6].deleted
+    with factory.begin() as session:
+        rows = session.execute(
+            select(
+                AuditEventRow.agent,
+                AuditEventRow.query,
+                AuditEventRow.resource,
+                AuditEventRow.event_id,
+            )
+            .where(AuditEventRow.query.like("/fhir/Patient/%?n=%"))
+            .order_by(AuditEventRow.query)
+        ).all()
+    released = {
+        (access.audit.query, f"Patient/{i}")
+        for (_who, i), access in zip(asks, accesses, strict=True)
+        if i in my_ids
+    }
+    assert {(r.query, r.resource) for r in rows} == released
+    assert len({r.event_id for r in rows}) == len(rows) == 7  # one event per released read
+    agents = {r.query: r.agent for r in rows}
+    for n, (_who, i) in enumerate(asks):
+        if i in my_ids:
+            assert agents[f"/fhir/Patient/{i}?n={n}"] == accesses[n].audit.agent
