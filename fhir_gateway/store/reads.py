@@ -363,6 +363,33 @@ def _params(access: ReadAccess, **given: Any) -> dict[str, Any]:
     return params
 
 
+def group_statement(
+    predicate: Predicate, reads: list[tuple[datetime, dict[str, Any]]]
+) -> tuple[bytes, list[Any]]:
+    """The SQL and values of one statement for ``reads`` (each its time and ``_params``),
+    all by one caller (they agree on ``GROUP_SHARED``)."""
+    first = reads[0][1]
+    given = {f"a_{name}": first[f"a_{name}"] for name in GROUP_SHARED}
+    # Consent is decided as of the latest of the reads' times (every read had been asked by
+    # then); each AuditEvent keeps its own read's time.
+    given["consent_now"] = max(now for now, _params_of in reads)
+    given["g_types"] = [p["resource_type"] for _n, p in reads]
+    given["g_ids"] = [p["resource_id"] for _n, p in reads]
+    given["g_event_ids"] = [p["a_event_id"] for _n, p in reads]
+    given["g_recorded_ats"] = [p["a_recorded_at"] for _n, p in reads]
+    given["g_queries"] = [p["a_query"] for _n, p in reads]
+    statement = _compiled("group", predicate)
+    return statement.sql, statement.bind(given)
+
+
+def group_answers(rows: list[Any], count: int) -> list[StoredResource | None]:
+    """Each of ``count`` grouped reads' answer, from the rows of its statement."""
+    answers: list[StoredResource | None] = [None] * count
+    for row in rows:
+        answers[row.g_ord - 1] = repository.stored_from_row(row, utc=True)
+    return answers
+
+
 _Waiting = tuple[datetime, dict[str, Any], "asyncio.Future[StoredResource | None]"]
 
 
@@ -525,23 +552,10 @@ class PostgresReader:
         """Each read of ``group``'s answer, by one statement (a group of one: the read's own)."""
         if len(group) == 1:
             return [await self._one(_compiled("current", predicate), group[0][1])]
-        first = group[0][1]
-        given = {f"a_{name}": first[f"a_{name}"] for name in GROUP_SHARED}
-        # Consent is decided as of the latest of the reads' times (every read had been
-        # asked by then); each AuditEvent keeps its own read's time.
-        given["consent_now"] = max(now for now, _given, _waiting in group)
-        given["g_types"] = [p["resource_type"] for _n, p, _w in group]
-        given["g_ids"] = [p["resource_id"] for _n, p, _w in group]
-        given["g_event_ids"] = [p["a_event_id"] for _n, p, _w in group]
-        given["g_recorded_ats"] = [p["a_recorded_at"] for _n, p, _w in group]
-        given["g_queries"] = [p["a_query"] for _n, p, _w in group]
-        statement = _compiled("group", predicate)
-        answers: list[StoredResource | None] = [None] * len(group)
+        sql, values = group_statement(predicate, [(now, given) for now, given, _w in group])
         async with self._fixed_pool.connection() as conn:
-            cursor = await conn.execute(statement.sql, statement.bind(given))
-            for row in await cursor.fetchall():
-                answers[row.g_ord - 1] = repository.stored_from_row(row, utc=True)
-        return answers
+            cursor = await conn.execute(sql, values)
+            return group_answers(await cursor.fetchall(), len(group))
 
     async def version(
         self, resource_type: str, resource_id: str, version_id: int, access: ReadAccess

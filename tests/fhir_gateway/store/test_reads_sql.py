@@ -1,0 +1,169 @@
+"""The read by id's PostgreSQL statements return exactly what ``decide`` permits.
+
+On PostgreSQL a read by id runs a statement of its own (``store.reads``: consent's predicate
+tested on the row found by its key, the AuditEvent inserted by the same statement), and one
+caller's concurrent reads run as one grouped statement; the SQLite path and the consent
+property tests use the store's queries instead. Random worlds
+(``tests.fhir_gateway.access.worlds``) are written in the test's transaction; for every
+caller, every stored resource (and one that does not exist) is read both ways, alone and all
+in one group, and each must be found exactly when ``decide`` permits it, with one
+AuditEvent per resource released, naming its person and its own read.
+"""
+
+from typing import Any, cast
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from psycopg.rows import namedtuple_row
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent.audit import Action, Outcome, record_for
+from consent.context import AccessContext
+from consent.visibility import Predicate, decide, visibility
+from fhir_gateway.audit.models import AuditEventRow
+from fhir_gateway.store.reads import (
+    ReadAccess,
+    _compiled,
+    _params,
+    group_answers,
+    group_statement,
+)
+from tests.fhir_gateway.access.worlds import NOW, World, _write, describe, facts_for, parse, worlds
+
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _check(session: Session, world: World) -> list[str]:
+    """Every disagreement between the read statements and ``decide`` in ``world``."""
+    agreement = parse(world)
+    problems: list[str] = []
+    savepoint = session.begin_nested()
+    try:
+        _write(session, world)
+        stored = world.stored()
+        driver = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
+        asked = [(r.resource_type, r.resource_id) for r in stored]
+        asked.append(("Patient", "hv-no-such-patient"))
+        for n, caller in enumerate(world.callers):
+            predicate = visibility(caller, agreement, sensitive_categories=world.sensitive)
+
+            def permitted(key: str, caller: AccessContext = caller) -> bool:
+                found = [r for r in stored if r.key == key]
+                return bool(found) and decide(
+                    caller,
+                    facts_for(world, found[0]),
+                    agreement,
+                    sensitive_categories=world.sensitive,
+                    now=NOW,
+                )
+
+            def access(
+                query: str, caller: AccessContext = caller, predicate: Predicate = predicate
+            ) -> ReadAccess:
+                return ReadAccess(
+                    predicate=predicate,
+                    now=NOW,
+                    audit=record_for(
+                        caller,
+                        recorded_at=NOW,
+                        action=Action.READ,
+                        interaction="read",
+                        outcome=Outcome.SUCCESS,
+                        query=query,
+                    ),
+                )
+
+            expected = {f"{t}/{i}" for t, i in asked if permitted(f"{t}/{i}")}
+            marker = f"/fhir/hv-read-{n}"
+            with psycopg.RawCursor(driver, row_factory=namedtuple_row) as cursor:
+                alone = _compiled("current", predicate)
+                found_alone = set()
+                for k, (kind, ident) in enumerate(asked):
+                    given = _params(
+                        access(f"{marker}/alone/{k}"), resource_type=kind, resource_id=ident
+                    )
+                    row = cursor.execute(alone.sql, alone.bind(given)).fetchone()
+                    if row is not None:
+                        found_alone.add(f"{row.resource_type}/{row.resource_id}")
+                reads = [
+                    (
+                        NOW,
+                        _params(
+                            access(f"{marker}/group/{k}"), resource_type=kind, resource_id=ident
+                        ),
+                    )
+                    for k, (kind, ident) in enumerate(asked)
+                ]
+                sql, values = group_statement(predicate, reads)
+                answers = group_answers(cursor.execute(sql, values).fetchall(), len(reads))
+            who = describe(caller)
+            for way, found in (
+                ("alone", found_alone),
+                (
+                    "grouped",
+                    {f"{a.resource_type}/{a.resource_id}" for a in answers if a is not None},
+                ),
+            ):
+                if found != expected:
+                    problems.append(
+                        f"{who}, {way}: leaked {sorted(found - expected)}, "
+                        f"over-hidden {sorted(expected - found)}"
+                    )
+            for k, ((kind, ident), answer) in enumerate(zip(asked, answers, strict=True)):
+                if answer is not None and (answer.resource_type, answer.resource_id) != (
+                    kind,
+                    ident,
+                ):
+                    problems.append(f"{who}: read {k} of {kind}/{ident} got {answer}")
+            # One AuditEvent per read that released a resource, naming its person.
+            for way in ("alone", "group"):
+                audited = session.execute(
+                    select(AuditEventRow.query, AuditEventRow.resource, AuditEventRow.person).where(
+                        AuditEventRow.query.startswith(f"{marker}/{way}/")
+                    )
+                ).all()
+                by_key = {f"{t}/{i}": k for k, (t, i) in enumerate(asked)}
+                want = {
+                    (
+                        f"{marker}/{way}/{by_key[key]}",
+                        key,
+                        _person_of(world, next(r for r in stored if r.key == key).patient),
+                    )
+                    for key in expected
+                }
+                if set(audited) != want or len(audited) != len(want):
+                    problems.append(f"{who}, {way}: audited {sorted(audited)} not {sorted(want)}")
+        return problems
+    finally:
+        savepoint.rollback()
+
+
+def _person_of(world: World, patient: str | None) -> str | None:
+    if patient is None:
+        return None
+    person = world.patients.get(patient)
+    return f"Person/{person}" if person else f"Patient/{patient}"
+
+
+@PROPERTY
+@given(world=worlds())
+def test_random_worlds_read_statements_and_reference_agree(session: Session, world: World) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the statements are PostgreSQL's; SQLite runs the store's queries")
+    assert _check(session, world) == []
+
+
+@PROPERTY
+@given(world=worlds(generous=True))
+def test_generous_worlds_read_statements_and_reference_agree(
+    session: Session, world: World
+) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the statements are PostgreSQL's; SQLite runs the store's queries")
+    assert _check(session, world) == []
