@@ -234,17 +234,9 @@ def _compile_read(kind: str, predicate: Predicate, *, audited: bool) -> ReadStat
     )
     row = aliased(ResourceRow, current)
     if kind == "current":
-        found = select(
-            row.pk,
-            row.resource_type,
-            row.resource_id,
-            row.version_id,
-            row.last_updated,
-            row.deleted,
-            row.body,
-            row.patient_id,
-            row.source_org,
-        ).where(compile_visibility(predicate, now=now, row=row))
+        found = select(*_current_columns(row)).where(
+            compile_visibility(predicate, now=now, row=row)
+        )
     else:
         version = (
             select(HistoryRow)
@@ -277,6 +269,21 @@ def _compile_read(kind: str, predicate: Predicate, *, audited: bool) -> ReadStat
             )
         )
     return _statement(_audited_read(found) if audited else found)
+
+
+def _current_columns(row: Any) -> tuple[Any, ...]:
+    """What a read of the current version returns of its row."""
+    return (
+        row.pk,
+        row.resource_type,
+        row.resource_id,
+        row.version_id,
+        row.last_updated,
+        row.deleted,
+        row.body,
+        row.patient_id,
+        row.source_org,
+    )
 
 
 def _statement(query: Any) -> ReadStatement:
@@ -338,15 +345,7 @@ def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
     )
     row = aliased(ResourceRow, candidate)
     found = select(
-        row.pk,
-        row.resource_type,
-        row.resource_id,
-        row.version_id,
-        row.last_updated,
-        row.deleted,
-        row.body,
-        row.patient_id,
-        row.source_org,
+        *_current_columns(row),
         candidate.c.g_ord,
         candidate.c.g_event_id,
         candidate.c.g_recorded_at,

@@ -44,19 +44,7 @@ READER = context_from_claims(
 
 
 def _access(predicate: Predicate) -> ReadAccess:
-    now = datetime.now(UTC)
-    return ReadAccess(
-        predicate=predicate,
-        now=now,
-        audit=record_for(
-            READER,
-            recorded_at=now,
-            action=Action.READ,
-            interaction="read",
-            outcome=Outcome.SUCCESS,
-            query="/fhir/Patient/x",
-        ),
-    )
+    return _access_as(READER, predicate, "/fhir/Patient/x")
 
 
 def _audited(engine: Engine, resource: str) -> list[tuple[str | None, str]]:
