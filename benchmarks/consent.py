@@ -198,9 +198,7 @@ def _sealing(url: str, stop: Any) -> None:
         engine.dispose()
 
 
-def service_audit_cost(
-    url: str, read_paths: list[str], seconds: float, *, workers: int = 1
-) -> dict[str, float]:
+def service_audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[str, float]:
     """The GP's reads by id per second at 8 clients on the service as it is (each read
     commits its AuditEvent; the sealer seals them in a process of its own) and on the same
     service with the read's audit insert taken out (``benchmarks.without_read_audit``), two
@@ -232,7 +230,7 @@ def service_audit_cost(
         for _ in range(2):
             for audited in (True, False):
                 preload = None if audited else "benchmarks.without_read_audit"
-                with server(url, preload=preload, workers=workers) as (host, port, _):
+                with server(url, preload=preload) as (host, port, _):
                     token = bench_token(f"http://{host}:{port}/fhir", GP_CLAIMS)
                     _loadgen(port, token, read_paths[:500], 8, 3.0, None)
                     rate = _loadgen(port, token, read_paths, 8, seconds, None)["throughput"]
@@ -339,7 +337,7 @@ def main() -> None:
     paths = (everything_paths, search_paths, read_paths)
     if args.only_audit:
         figures.update(audit_cost(url, read_paths, args.seconds / 2))
-        figures.update(service_audit_cost(url, read_paths, args.seconds / 2, workers=args.workers))
+        figures.update(service_audit_cost(url, read_paths, args.seconds / 2))
         _print(figures)
         return
     figures["workers"] = args.workers
@@ -354,7 +352,7 @@ def main() -> None:
     figures.update(floor(url, firsts, args.seconds / 2))
     figures.update(_search_floor(url, firsts, args.seconds / 2))
     figures.update(audit_cost(url, read_paths, args.seconds / 2))
-    figures.update(service_audit_cost(url, read_paths, args.seconds / 2, workers=args.workers))
+    figures.update(service_audit_cost(url, read_paths, args.seconds / 2))
     for kind, key in (("everything", "p50_ms"), ("everything", "p99_ms"), ("search", "p95_ms")):
         figures[f"consent_{kind}_{key}_added_pct"] = 100 * (
             figures[f"gp_{kind}_{key}"] / figures[f"all_{kind}_{key}"] - 1
