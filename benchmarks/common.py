@@ -58,6 +58,10 @@ def server(
     ``env``: settings of this server's own (``CAREJOIN_...``). ``preload``: a module the
     server process imports before anything else (an experiment's change to the service,
     such as ``benchmarks.without_read_audit``)."""
+    if preload is not None and workers > 1:
+        # uvicorn's worker processes import the app afresh; the preload would change only
+        # the parent, and the experiment would silently measure the unchanged service.
+        raise ValueError("a preload reaches only one server process: run it with one worker")
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     env = {
