@@ -299,6 +299,9 @@ def _statement(query: Any) -> ReadStatement:
 GROUP_PER_READ = ("event_id", "recorded_at", "query")
 GROUP_LIMIT = 64  # reads in one statement at most
 GROUP_SHARED = tuple(n for n in AUDIT_COLUMNS if n not in GROUP_PER_READ)
+# What a grouped statement takes as one array per name: each read's key and its own audit
+# values (from the read's slots of the same name: ``resource_type``, ``a_event_id``...).
+_GROUP_KEYED = ("resource_type", "resource_id", *GROUP_PER_READ)
 
 
 def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
@@ -308,31 +311,23 @@ def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
     predicate is tested on each candidate row as in ``_compile_read``, and each released
     row gets its own AuditEvent, all committed by the one statement."""
     now = slot("consent_now", UtcDateTime())
+    # Unbounded text (as the single read's slots), so that an over-long key is compared
+    # whole rather than cut to the column's length by the cast.
     want = (
         func.unnest(
-            slot("g_types", ARRAY(String())),
-            slot("g_ids", ARRAY(String())),
-            slot("g_event_ids", ARRAY(String())),
-            slot("g_recorded_ats", ARRAY(UtcDateTime())),
-            slot("g_queries", ARRAY(String())),
+            *(
+                slot(f"all_{name}", ARRAY(UtcDateTime() if name == "recorded_at" else String()))
+                for name in _GROUP_KEYED
+            )
         )
-        .table_valued(
-            "resource_type",
-            "resource_id",
-            "event_id",
-            "recorded_at",
-            "query",
-            with_ordinality="ord",
-        )
+        .table_valued(*_GROUP_KEYED, with_ordinality="ord")
         .render_derived(name="want")
     )
     candidate = (
         select(
             ResourceRow,
             want.c.ord.label("g_ord"),
-            want.c.event_id.label("g_event_id"),
-            want.c.recorded_at.label("g_recorded_at"),
-            want.c.query.label("g_query"),
+            *(want.c[name].label(f"g_{name}") for name in GROUP_PER_READ),
         )
         .select_from(want)
         .join(
@@ -347,9 +342,7 @@ def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
     found = select(
         *_current_columns(row),
         candidate.c.g_ord,
-        candidate.c.g_event_id,
-        candidate.c.g_recorded_at,
-        candidate.c.g_query,
+        *(candidate.c[f"g_{name}"] for name in GROUP_PER_READ),
     ).where(compile_visibility(predicate, now=now, row=row))
     return _statement(_audited_read(found, per_read=GROUP_PER_READ) if audited else found)
 
@@ -372,11 +365,9 @@ def group_statement(
     # Consent is decided as of the latest of the reads' times (every read had been asked by
     # then); each AuditEvent keeps its own read's time.
     given["consent_now"] = max(now for now, _params_of in reads)
-    given["g_types"] = [p["resource_type"] for _n, p in reads]
-    given["g_ids"] = [p["resource_id"] for _n, p in reads]
-    given["g_event_ids"] = [p["a_event_id"] for _n, p in reads]
-    given["g_recorded_ats"] = [p["a_recorded_at"] for _n, p in reads]
-    given["g_queries"] = [p["a_query"] for _n, p in reads]
+    for name in _GROUP_KEYED:
+        own = name if name in ("resource_type", "resource_id") else f"a_{name}"
+        given[f"all_{name}"] = [p[own] for _n, p in reads]
     statement = _compiled("group", predicate)
     return statement.sql, statement.bind(given)
 
@@ -394,11 +385,12 @@ _Waiting = tuple[datetime, dict[str, Any], "asyncio.Future[StoredResource | None
 
 @dataclass(slots=True)
 class _Lane:
-    """One caller's reads by id in progress: how many statements are running, and the
-    reads waiting for the next."""
+    """One caller's reads by id in progress: whether its statement is running, and the
+    reads waiting for the next. Holding the predicate keeps its ``id`` (part of the lane's
+    key) from being reused while the lane exists."""
 
     predicate: Predicate
-    running: int = 0
+    busy: bool = False
     waiting: list[_Waiting] = field(default_factory=list)
 
 
@@ -416,7 +408,7 @@ class PostgresReader:
 
     Reads by id are grouped per caller. Each read's AuditEvent makes the read a write
     transaction, whose commit costs PostgreSQL more than the read itself; so a caller has
-    at most ``in_flight`` read statements running at once (one), and the reads that arrive
+    one read statement running at a time, and the reads that arrive
     meanwhile wait and then go as one statement (``_compile_group``, at most
     ``GROUP_LIMIT``): each read still finds only what consent lets it see and gets its own
     AuditEvent, and they all commit in one transaction before any of them is answered. A
@@ -434,9 +426,7 @@ class PostgresReader:
         *,
         max_size: int = 10,
         connect_timeout: float = 10.0,
-        in_flight: int = 1,
     ):
-        self.in_flight = in_flight
         self._lanes: dict[tuple[Any, ...], _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # The session speaks UTC, as the API does: psycopg then gives timestamps in
@@ -502,12 +492,12 @@ class PostgresReader:
         predicate = access.predicate
         key = (id(predicate), *(params[f"a_{name}"] for name in GROUP_SHARED))
         lane = self._lanes.get(key)
-        if lane is None or lane.predicate is not predicate:
+        if lane is None:
             lane = self._lanes[key] = _Lane(predicate)
         waiting: asyncio.Future[StoredResource | None] = asyncio.get_running_loop().create_future()
         lane.waiting.append((access.now, params, waiting))
-        if lane.running < self.in_flight:
-            lane.running += 1
+        if not lane.busy:
+            lane.busy = True
             try:
                 await asyncio.sleep(0)  # the reads arriving now join this one's statement
             finally:
@@ -519,8 +509,8 @@ class PostgresReader:
         waiting = [w for w in lane.waiting if not w[2].done()]
         group, lane.waiting = waiting[:GROUP_LIMIT], waiting[GROUP_LIMIT:]
         if not group:
-            lane.running -= 1
-            if lane.running == 0 and self._lanes.get(key) is lane:
+            lane.busy = False
+            if self._lanes.get(key) is lane:
                 del self._lanes[key]
             return
         task = asyncio.create_task(self._group(key, lane, group))
