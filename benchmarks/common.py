@@ -51,17 +51,15 @@ def server(
     workers: int = 1,
     port: int | None = None,
     env: dict[str, str] | None = None,
-    preload: str | None = None,
+    app: str = "carejoin.app:create_service",
 ) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
-    """Run ``uvicorn carejoin.app:create_service`` against ``url`` until the block ends.
+    """Run ``uvicorn <app> --factory`` against ``url`` until the block ends.
 
-    ``env``: settings of this server's own (``CAREJOIN_...``). ``preload``: a module the
-    server process imports before anything else (an experiment's change to the service,
-    such as ``benchmarks.without_read_audit``)."""
-    if preload is not None and workers > 1:
-        # uvicorn's worker processes import the app afresh; the preload would change only
-        # the parent, and the experiment would silently measure the unchanged service.
-        raise ValueError("a preload reaches only one server process: run it with one worker")
+    ``env``: settings of this server's own (``CAREJOIN_...``). ``app``: the factory every
+    server process imports and calls; an experiment's change to the service (such as
+    ``benchmarks.without_read_audit:create_service``) is made by the module holding its
+    factory, so that each of uvicorn's worker processes, which import the app afresh, has
+    it."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     env = {
@@ -74,15 +72,11 @@ def server(
         "CAREJOIN_DISPATCH_EVENTS": os.environ.get("CAREJOIN_DISPATCH_EVENTS", "false"),
         **(env or {}),
     }
-    start = (
-        ["-m", "uvicorn"]
-        if preload is None
-        else ["-c", f"import {preload}; import uvicorn; uvicorn.main()"]
-    )
     cmd = [
         sys.executable,
-        *start,
-        "carejoin.app:create_service",
+        "-m",
+        "uvicorn",
+        app,
         "--factory",
         "--host",
         "127.0.0.1",

@@ -198,11 +198,14 @@ def _sealing(url: str, stop: Any) -> None:
         engine.dispose()
 
 
-def service_audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[str, float]:
+def service_audit_cost(
+    url: str, read_paths: list[str], seconds: float, workers: int = 1
+) -> dict[str, float]:
     """The GP's reads by id per second at 8 clients on the service as it is (each read
     commits its AuditEvent; the sealer seals them in a process of its own) and on the same
     service with the read's audit insert taken out (``benchmarks.without_read_audit``), two
-    rounds of each, alternating, so that the machine's drift falls on both.
+    rounds of each, alternating, so that the machine's drift falls on both; ``workers``
+    server processes in both.
 
     The sealer runs as deployed: one long-lived process, started before the rounds and left
     to reach its floor (its start sweeps the whole trail, a cost paid once per deployment,
@@ -229,8 +232,12 @@ def service_audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[
     try:
         for _ in range(2):
             for audited in (True, False):
-                preload = None if audited else "benchmarks.without_read_audit"
-                with server(url, preload=preload) as (host, port, _):
+                app = (
+                    "carejoin.app:create_service"
+                    if audited
+                    else "benchmarks.without_read_audit:create_service"
+                )
+                with server(url, workers=workers, app=app) as (host, port, _):
                     token = bench_token(f"http://{host}:{port}/fhir", GP_CLAIMS)
                     _loadgen(port, token, read_paths[:500], 8, 3.0, None)
                     rate = _loadgen(port, token, read_paths, 8, seconds, None)["throughput"]
@@ -247,6 +254,7 @@ def service_audit_cost(url: str, read_paths: list[str], seconds: float) -> dict[
     }
     return {
         **rounds,
+        "service_audit_workers": workers,
         "service_read_rate_with_audit": with_audit,
         "service_read_rate_without_audit": without,
         "service_audit_read_rate_drop_pct": 100 * (1 - with_audit / without),
@@ -337,7 +345,7 @@ def main() -> None:
     paths = (everything_paths, search_paths, read_paths)
     if args.only_audit:
         figures.update(audit_cost(url, read_paths, args.seconds / 2))
-        figures.update(service_audit_cost(url, read_paths, args.seconds / 2))
+        figures.update(service_audit_cost(url, read_paths, args.seconds / 2, args.workers))
         _print(figures)
         return
     figures["workers"] = args.workers
@@ -352,7 +360,7 @@ def main() -> None:
     figures.update(floor(url, firsts, args.seconds / 2))
     figures.update(_search_floor(url, firsts, args.seconds / 2))
     figures.update(audit_cost(url, read_paths, args.seconds / 2))
-    figures.update(service_audit_cost(url, read_paths, args.seconds / 2))
+    figures.update(service_audit_cost(url, read_paths, args.seconds / 2, args.workers))
     for kind, key in (("everything", "p50_ms"), ("everything", "p99_ms"), ("search", "p95_ms")):
         figures[f"consent_{kind}_{key}_added_pct"] = 100 * (
             figures[f"gp_{kind}_{key}"] / figures[f"all_{kind}_{key}"] - 1

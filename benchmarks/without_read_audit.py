@@ -1,11 +1,16 @@
-"""Reads by id without their AuditEvent insert: imported by a benchmark's server process
-(``server(..., preload="benchmarks.without_read_audit")``) to measure what writing the audit
-costs the service's read throughput. Never part of the service: the read path always audits.
+"""Reads by id without their AuditEvent insert: the app factory of a benchmark's server
+(``server(..., app="benchmarks.without_read_audit:create_service")``) that measures what
+writing the audit costs the service's read throughput. Importing this module takes the insert
+out; uvicorn's every worker process imports the factory's module, so every one of them serves
+the changed reads. Never part of the service: the read path always audits.
 """
 
 from typing import Any
 
+from carejoin.app import create_service
 from fhir_gateway.store import reads
+
+__all__ = ["create_service"]
 
 _audited = reads._compiled
 
