@@ -37,7 +37,7 @@ ENDORSEMENT = "https://fhir.nhs.uk/CodeSystem/medicationrequest-endorsement"
 STU3_ACT_CODE = "http://hl7.org/fhir/v3/ActCode"
 STU3_CONFIDENTIALITY = "http://hl7.org/fhir/v3/Confidentiality"
 # A made-up identifier of SNOMED CT/dm+d form (UK extension partition, valid check digit);
-# not a real product. The packaged value sets hold no dm+d codes yet (docs/sensitive-data.md).
+# not a real product: the matching rules are tested with it apart from the packaged lists.
 MADE_UP_DMD = "999991000001108"
 
 
@@ -311,9 +311,82 @@ def test_a_referenced_medication_is_not_followed() -> None:
     assert classify(request, _with_made_up_product()) == frozenset()
 
 
-def test_the_packaged_value_sets_hold_no_unverified_product() -> None:
-    # No dm+d product could be checked against a published source yet: none is listed.
-    assert all(not category.dmd for category in VS.categories)
+# dm+d VMPs of the packaged value sets, each as a source sends a prescription of it.
+METHADONE_1MG_ML = "1057111000001109"  # Methadone 1mg/ml oral solution
+BUPRENORPHINE_NALOXONE_8_2 = "11048111000001107"  # Buprenorphine 8mg / Naloxone 2mg s/l tablets
+DOLUTEGRAVIR_50 = "23946111000001105"  # Dolutegravir 50mg tablets
+EMTRICITABINE_TENOFOVIR = "9103611000001103"  # Emtricitabine 200mg / Tenofovir 245mg tablets
+FOLLITROPIN_ALFA_75 = "4147011000001105"  # Follitropin alfa 75unit powder and solvent
+MIFEPRISTONE_200 = "326146004"  # Mifepristone 200mg tablets
+CLOZAPINE_100 = "42270011000001100"  # Clozapine 100mg tablets
+ACAMPROSATE_OLD, ACAMPROSATE_NOW = "323342002", "42267511000001104"
+
+
+def _gp_statement(code: str) -> dict[str, Any]:
+    """A GP system's medication: the dm+d id under the SNOMED CT URI, display and text."""
+    return {
+        "resourceType": "MedicationStatement",
+        "status": "active",
+        "medicationCodeableConcept": {
+            "coding": [{"system": SNOMED, "code": code, "display": "as the GP system names it"}],
+            "text": "as the GP system names it",
+        },
+        "subject": {"reference": "Patient/p1"},
+    }
+
+
+def _hospital_request(code: str) -> dict[str, Any]:
+    """A hospital's electronic prescribing: the dm+d URI, the product in a contained Medication."""
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "contained": [
+            {"resourceType": "Medication", "id": "med", "code": {"coding": [coding(DMD, code)]}}
+        ],
+        "medicationReference": {"reference": "#med"},
+        "subject": {"reference": "Patient/p1"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "category"),
+    [
+        (METHADONE_1MG_ML, "substance_misuse"),
+        (BUPRENORPHINE_NALOXONE_8_2, "substance_misuse"),
+        (ACAMPROSATE_OLD, "substance_misuse"),
+        (ACAMPROSATE_NOW, "substance_misuse"),
+        (DOLUTEGRAVIR_50, "hiv"),
+        # Also HIV pre-exposure prophylaxis: it says "HIV or sexual health", and is listed under
+        # sexual health alone (both very restricted), so a PrEP user is not labelled HIV.
+        (EMTRICITABINE_TENOFOVIR, "sexual_health"),
+        (FOLLITROPIN_ALFA_75, "fertility"),
+        (MIFEPRISTONE_200, "termination"),
+        (CLOZAPINE_100, "mental_health"),
+    ],
+)
+def test_packaged_products_label_prescriptions_as_sources_send_them(
+    code: str, category: str
+) -> None:
+    for resource in (_gp_statement(code), _hospital_request(code)):
+        assert classify(resource, VS) == {category}
+        categories, security = label_resource(resource, VS)
+        assert categories == {category}
+        level = VS.category(category).confidentiality
+        assert {"system": CONFIDENTIALITY, "code": level}.items() <= next(
+            label for label in security if label["system"] == CONFIDENTIALITY
+        ).items()
+
+
+def test_packaged_products_are_listed_once_and_gender_identity_has_none() -> None:
+    listed = [code for category in VS.categories for code in category.dmd]
+    assert len(listed) == len(set(listed)), "a product in two categories"
+    assert len(listed) >= 60
+    # Hormones are prescribed far more often for other reasons: no product reveals gender
+    # history, and the category is labelled by its diagnosis or the source's label instead.
+    assert not VS.category("gender_identity").dmd
+    # The analgesic and everyday products stay unlabelled.
+    assert classify(_gp_statement(AMOXICILLIN_VMP), VS) == frozenset()
 
 
 def test_malformed_codings_are_ignored_without_error() -> None:
@@ -569,8 +642,8 @@ def test_derived_items_carry_every_label() -> None:
 
 def test_packaged_value_sets() -> None:
     assert default_value_sets() is VS  # read once
-    assert VS.version == "1.0.0"
-    assert str(VS.published) == "2026-11-29"
+    assert VS.version == "1.1.0"
+    assert str(VS.published) == "2026-12-07"
     codes = [category.code for category in VS.categories]
     assert set(codes) == {
         "hiv",
