@@ -198,14 +198,21 @@ def _sealing(url: str, stop: Any) -> None:
         engine.dispose()
 
 
+AUDIT_CLIENTS = (8, 32)
+"""Concurrent clients of the audit's service rounds: 8, the foundation's read figure, where
+every client waits for its read's commit (a closed loop the commit's flush lengthens); and 32,
+enough to keep the one server process busy, which measures how many reads the service can
+serve (its capacity)."""
+
+
 def service_audit_cost(
-    url: str, read_paths: list[str], seconds: float, workers: int = 1
+    url: str, read_paths: list[str], seconds: float, workers: int = 1, rounds: int = 3
 ) -> dict[str, float]:
-    """The GP's reads by id per second at 8 clients on the service as it is (each read
-    commits its AuditEvent; the sealer seals them in a process of its own) and on the same
-    service with the read's audit insert taken out (``benchmarks.without_read_audit``), two
-    rounds of each, alternating, so that the machine's drift falls on both; ``workers``
-    server processes in both.
+    """The GP's reads by id per second at 8 and at 32 clients (``AUDIT_CLIENTS``) on the
+    service as it is (each read commits its AuditEvent; the sealer seals them in a process of
+    its own) and on the same service with the read's audit insert taken out
+    (``benchmarks.without_read_audit``), ``rounds`` rounds of each, alternating, so that the
+    machine's drift falls on both; ``workers`` server processes in both.
 
     The sealer runs as deployed: one long-lived process, started before the rounds and left
     to reach its floor (its start sweeps the whole trail, a cost paid once per deployment,
@@ -228,9 +235,9 @@ def service_audit_cost(
     sealing = spawn.Process(target=_sealing, args=(url, stop))
     sealing.start()
     time.sleep(sealer.CANDIDATE_AGE + 10)  # its start: the sweep, then the floor
-    rates: dict[bool, list[float]] = {True: [], False: []}
+    rates: dict[tuple[int, bool], list[float]] = {}
     try:
-        for _ in range(2):
+        for _ in range(rounds):
             for audited in (True, False):
                 app = (
                     "carejoin.app:create_service"
@@ -240,25 +247,26 @@ def service_audit_cost(
                 with server(url, workers=workers, app=app) as (host, port, _):
                     token = bench_token(f"http://{host}:{port}/fhir", GP_CLAIMS)
                     _loadgen(port, token, read_paths[:500], 8, 3.0, None)
-                    rate = _loadgen(port, token, read_paths, 8, seconds, None)["throughput"]
-                    rates[audited].append(rate)
+                    for clients in AUDIT_CLIENTS:
+                        rate = _loadgen(port, token, read_paths, clients, seconds, None)
+                        rates.setdefault((clients, audited), []).append(rate["throughput"])
     finally:
         stop.set()
         sealing.join(timeout=60)
-    with_audit = statistics.mean(rates[True])
-    without = statistics.mean(rates[False])
-    rounds = {
-        f"service_read_rate_{'with' if audited else 'without'}_audit_round_{n + 1}": rate
-        for audited, values in rates.items()
-        for n, rate in enumerate(values)
-    }
-    return {
-        **rounds,
-        "service_audit_workers": workers,
-        "service_read_rate_with_audit": with_audit,
-        "service_read_rate_without_audit": without,
-        "service_audit_read_rate_drop_pct": 100 * (1 - with_audit / without),
-    }
+    figures: dict[str, float] = {"service_audit_workers": workers}
+    for clients in AUDIT_CLIENTS:
+        # The figures at 8 clients keep the names they have always had.
+        at = "" if clients == 8 else f"_{clients}_clients"
+        for audited in (True, False):
+            kind = "with" if audited else "without"
+            for n, rate in enumerate(rates[(clients, audited)]):
+                figures[f"service_read_rate{at}_{kind}_audit_round_{n + 1}"] = rate
+        with_audit = statistics.mean(rates[(clients, True)])
+        without = statistics.mean(rates[(clients, False)])
+        figures[f"service_read_rate{at}_with_audit"] = with_audit
+        figures[f"service_read_rate{at}_without_audit"] = without
+        figures[f"service_audit{at}_read_rate_drop_pct"] = 100 * (1 - with_audit / without)
+    return figures
 
 
 def measure(
