@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, aliased
 from starlette.concurrency import run_in_threadpool
 
 from consent.audit import AuditRecord
-from consent.visibility import Predicate
+from consent.visibility import AllOf, AnyOf, BrokeGlass, Predicate, Related
 from fhir_gateway.access.people import person_references
 from fhir_gateway.audit.inline import AUDIT_COLUMNS, audit_params
 from fhir_gateway.audit.models import AuditEventRow
@@ -294,22 +294,76 @@ def _statement(query: Any) -> ReadStatement:
     return ReadStatement(str(compiled).encode(), order, constants)
 
 
-# The audit columns that differ between the reads of one group; the others are the caller's
-# (``GROUP_SHARED``), and only reads that agree on them are grouped.
-GROUP_PER_READ = ("event_id", "recorded_at", "query")
+# The audit columns that differ between the reads of one group (the user among them); the
+# others (organisation, role, purpose, break-glass...: ``GROUP_SHARED``) and the shape of the
+# consent predicate (``group_shape``) are the group's, and only reads that agree on them are
+# grouped.
+GROUP_PER_READ = ("event_id", "recorded_at", "query", "agent")
 GROUP_LIMIT = 64  # reads in one statement at most
 GROUP_SHARED = tuple(n for n in AUDIT_COLUMNS if n not in GROUP_PER_READ)
-# What a grouped statement takes as one array per name: each read's key and its own audit
-# values (from the read's slots of the same name: ``resource_type``, ``a_event_id``...).
-_GROUP_KEYED = ("resource_type", "resource_id", *GROUP_PER_READ)
+# What a grouped statement takes as one array per name: each read's key, its own audit values
+# (from the read's slots of the same name: ``resource_type``, ``a_event_id``...) and the
+# practitioner its caller's predicate names (``practitioner``).
+_GROUP_KEYED = ("resource_type", "resource_id", *GROUP_PER_READ, "practitioner")
+
+PER_READ_PRACTITIONER = "(the practitioner of each read)"
+"""What a group's shape (``group_shape``) holds where its callers' predicates name their
+practitioner. It is never compared as a value: the grouped statement tests each row against
+its own read's practitioner instead; compiled any other way it matches no one."""
+
+_SHAPES: dict[int, tuple[Predicate, Predicate, str | None]] = {}
+_SHAPE_OF: dict[Predicate, Predicate] = {}
 
 
-def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
-    """Several current reads by one caller as one statement (see ``PostgresReader``): the
-    keys, and each read's event id, time and query, come as arrays (``unnest ... WITH
-    ORDINALITY``); each row found carries its read's position (``g_ord``). Consent's
-    predicate is tested on each candidate row as in ``_compile_read``, and each released
-    row gets its own AuditEvent, all committed by the one statement."""
+def group_shape(predicate: Predicate) -> tuple[Predicate, str | None]:
+    """(``predicate`` with the practitioner it names taken out, that practitioner).
+
+    Callers whose predicates differ only by the practitioner that their relationship and
+    break-glass tests name (the users of one organisation with one role and purpose) have
+    one shape, and their reads can share a statement that tests each row against its own
+    read's practitioner. A tree naming no practitioner is its own shape (None); one naming
+    two is left whole (its own shape and None: grouped only with equal trees). Equal shapes
+    are the same object, remembered by the predicate's identity
+    (``access.service.predicate_for`` returns the same object to the same caller)."""
+    found = _SHAPES.get(id(predicate))
+    if found is not None and found[0] is predicate:
+        return found[1], found[2]
+    named: set[str] = set()
+    _practitioners(predicate, named)
+    practitioner = next(iter(named)) if len(named) == 1 else None
+    shape = predicate if practitioner is None else _without_practitioner(predicate)
+    shape = _SHAPE_OF.setdefault(shape, shape)
+    if len(_SHAPES) > 4096:
+        _SHAPES.clear()
+        _SHAPE_OF.clear()
+        _SHAPE_OF[shape] = shape
+    _SHAPES[id(predicate)] = (predicate, shape, practitioner)
+    return shape, practitioner
+
+
+def _practitioners(node: Predicate, named: set[str]) -> None:
+    if isinstance(node, AnyOf | AllOf):
+        for item in node.items:
+            _practitioners(item, named)
+    elif isinstance(node, Related | BrokeGlass) and node.practitioner is not None:
+        named.add(node.practitioner)
+
+
+def _without_practitioner(node: Predicate) -> Predicate:
+    if isinstance(node, AnyOf | AllOf):
+        return replace(node, items=tuple(_without_practitioner(i) for i in node.items))
+    if isinstance(node, Related | BrokeGlass) and node.practitioner is not None:
+        return replace(node, practitioner=PER_READ_PRACTITIONER)
+    return node
+
+
+def _compile_group(shape: Predicate, *, audited: bool) -> ReadStatement:
+    """Several current reads by callers of one ``shape`` (``group_shape``) as one statement
+    (see ``PostgresReader``): the keys, and each read's event id, time, query, user and
+    practitioner, come as arrays (``unnest ... WITH ORDINALITY``); each row found carries its
+    read's position (``g_ord``). Consent's predicate is tested on each candidate row as in
+    ``_compile_read``, with its read's own practitioner, and each released row gets its own
+    AuditEvent, all committed by the one statement."""
     now = slot("consent_now", UtcDateTime())
     # Unbounded text (as the single read's slots), so that an over-long key is compared
     # whole rather than cut to the column's length by the cast.
@@ -327,7 +381,7 @@ def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
         select(
             ResourceRow,
             want.c.ord.label("g_ord"),
-            *(want.c[name].label(f"g_{name}") for name in GROUP_PER_READ),
+            *(want.c[name].label(f"g_{name}") for name in (*GROUP_PER_READ, "practitioner")),
         )
         .select_from(want)
         .join(
@@ -343,7 +397,7 @@ def _compile_group(predicate: Predicate, *, audited: bool) -> ReadStatement:
         *_current_columns(row),
         candidate.c.g_ord,
         *(candidate.c[f"g_{name}"] for name in GROUP_PER_READ),
-    ).where(compile_visibility(predicate, now=now, row=row))
+    ).where(compile_visibility(shape, now=now, row=row, practitioner=candidate.c.g_practitioner))
     return _statement(_audited_read(found, per_read=GROUP_PER_READ) if audited else found)
 
 
@@ -352,6 +406,7 @@ def _params(access: ReadAccess, **given: Any) -> dict[str, Any]:
     params = dict(given)
     params["consent_now"] = access.now
     params.update(audit_params(access.audit))
+    params["practitioner"] = group_shape(access.predicate)[1]
     return params
 
 
@@ -359,16 +414,17 @@ def group_statement(
     predicate: Predicate, reads: list[tuple[datetime, dict[str, Any]]]
 ) -> tuple[bytes, list[Any]]:
     """The SQL and values of one statement for ``reads`` (each its time and ``_params``),
-    all by one caller (they agree on ``GROUP_SHARED``)."""
+    by callers whose predicates have ``predicate``'s shape (``group_shape``) and who agree on
+    ``GROUP_SHARED``."""
     first = reads[0][1]
     given = {f"a_{name}": first[f"a_{name}"] for name in GROUP_SHARED}
     # Consent is decided as of the latest of the reads' times (every read had been asked by
     # then); each AuditEvent keeps its own read's time.
     given["consent_now"] = max(now for now, _params_of in reads)
     for name in _GROUP_KEYED:
-        own = name if name in ("resource_type", "resource_id") else f"a_{name}"
+        own = name if name in ("resource_type", "resource_id", "practitioner") else f"a_{name}"
         given[f"all_{name}"] = [p[own] for _n, p in reads]
-    statement = _compiled("group", predicate)
+    statement = _compiled("group", group_shape(predicate)[0])
     return statement.sql, statement.bind(given)
 
 
@@ -380,16 +436,19 @@ def group_answers(rows: list[Any], count: int) -> list[StoredResource | None]:
     return answers
 
 
-_Waiting = tuple[datetime, dict[str, Any], "asyncio.Future[StoredResource | None]"]
+# A read waiting in its lane: its time, its slots' values, its caller's own predicate (a
+# read that goes alone runs its caller's single-read statement) and its answer to come.
+_Waiting = tuple[datetime, dict[str, Any], Predicate, "asyncio.Future[StoredResource | None]"]
 
 
 @dataclass(slots=True)
 class _Lane:
-    """One caller's reads by id in progress: whether its statement is running, and the
-    reads waiting for the next. Holding the predicate keeps its ``id`` (part of the lane's
-    key) from being reused while the lane exists."""
+    """The reads by id in progress of callers of one shape (``group_shape``) who agree on
+    ``GROUP_SHARED``: whether their statement is running, and the reads waiting for the
+    next. Holding the shape keeps its ``id`` (part of the lane's key) from being reused
+    while the lane exists."""
 
-    predicate: Predicate
+    shape: Predicate
     busy: bool = False
     waiting: list[_Waiting] = field(default_factory=list)
 
@@ -406,18 +465,21 @@ class PostgresReader:
     under consent's longer predicates. Those run on ``fixed_pool``, whose connections keep
     one generic plan per prepared statement (``plan_cache_mode = force_generic_plan``).
 
-    Reads by id are grouped per caller. Each read's AuditEvent makes the read a write
-    transaction, whose commit costs PostgreSQL more than the read itself; so a caller has
-    one read statement running at a time, and the reads that arrive
-    meanwhile wait and then go as one statement (``_compile_group``, at most
-    ``GROUP_LIMIT``): each read still finds only what consent lets it see and gets its own
-    AuditEvent, and they all commit in one transaction before any of them is answered. A
-    caller is one consent predicate with one set of audit values (who, organisation, role,
-    purpose...): reads by different callers never share a statement. A read that finds
-    nothing running waits one turn of the event loop for the reads arriving with it, then
-    goes (alone, as the single read's own statement, if none came); a group is decided as
-    of the latest of its reads' times. If the statement fails, every read in it fails, as
-    each would have failed alone (the audit could not be written: nothing is released).
+    Reads by id are grouped per kind of caller. Each read's AuditEvent makes the read a write
+    transaction, whose commit costs PostgreSQL more than the read itself; so each kind of
+    caller has one read statement running at a time, and the reads that arrive meanwhile
+    wait and then go as one statement (``_compile_group``, at most ``GROUP_LIMIT``): each
+    read still finds only what consent lets its own caller see and gets its own AuditEvent,
+    and they all commit in one transaction before any of them is answered. A kind of caller
+    is one shape of consent predicate (``group_shape``: the predicate but for the
+    practitioner it names, which each read brings) with one set of the audit's shared
+    values (organisation, role, purpose, break-glass...: ``GROUP_SHARED``): the users of one
+    organisation with one role and purpose share statements, other callers never do. A read
+    that finds nothing running waits one turn of the event loop for the reads arriving with
+    it, then goes (alone, as its caller's single-read statement, if none came); a group is
+    decided as of the latest of its reads' times. If the statement fails, every read in it
+    fails, as each would have failed alone (the audit could not be written: nothing is
+    released).
     """
 
     def __init__(
@@ -489,13 +551,13 @@ class PostgresReader:
         self, resource_type: str, resource_id: str, access: ReadAccess
     ) -> StoredResource | None:
         params = _params(access, resource_type=resource_type, resource_id=resource_id)
-        predicate = access.predicate
-        key = (id(predicate), *(params[f"a_{name}"] for name in GROUP_SHARED))
+        shape = group_shape(access.predicate)[0]
+        key = (id(shape), *(params[f"a_{name}"] for name in GROUP_SHARED))
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane(predicate)
+            lane = self._lanes[key] = _Lane(shape)
         waiting: asyncio.Future[StoredResource | None] = asyncio.get_running_loop().create_future()
-        lane.waiting.append((access.now, params, waiting))
+        lane.waiting.append((access.now, params, access.predicate, waiting))
         if not lane.busy:
             lane.busy = True
             try:
@@ -506,7 +568,7 @@ class PostgresReader:
 
     def _next(self, key: tuple[Any, ...], lane: "_Lane") -> None:
         """After a statement of ``lane``: the reads that queued meanwhile, as one statement."""
-        waiting = [w for w in lane.waiting if not w[2].done()]
+        waiting = [w for w in lane.waiting if not w[3].done()]
         group, lane.waiting = waiting[:GROUP_LIMIT], waiting[GROUP_LIMIT:]
         if not group:
             lane.busy = False
@@ -519,29 +581,28 @@ class PostgresReader:
 
     async def _group(self, key: tuple[Any, ...], lane: "_Lane", group: list[_Waiting]) -> None:
         try:
-            found = await self._grouped(lane.predicate, group)
+            found = await self._grouped(group)
         except asyncio.CancelledError:
-            for _now, _given, waiting in group:
+            for *_read, waiting in group:
                 waiting.cancel()
             raise
         except Exception as exc:  # each read fails as it would have failed alone
-            for _now, _given, waiting in group:
+            for *_read, waiting in group:
                 if not waiting.done():
                     waiting.set_exception(exc)
         else:
-            for (_now, _given, waiting), stored in zip(group, found, strict=True):
+            for (*_read, waiting), stored in zip(group, found, strict=True):
                 if not waiting.done():
                     waiting.set_result(stored)
         finally:
             self._next(key, lane)
 
-    async def _grouped(
-        self, predicate: Predicate, group: list[_Waiting]
-    ) -> list[StoredResource | None]:
+    async def _grouped(self, group: list[_Waiting]) -> list[StoredResource | None]:
         """Each read of ``group``'s answer, by one statement (a group of one: the read's own)."""
         if len(group) == 1:
-            return [await self._one(_compiled("current", predicate), group[0][1])]
-        sql, values = group_statement(predicate, [(now, given) for now, given, _w in group])
+            _now, given, predicate, _waiting = group[0]
+            return [await self._one(_compiled("current", predicate), given)]
+        sql, values = group_statement(group[0][2], [(now, given) for now, given, *_ in group])
         async with self._fixed_pool.connection() as conn:
             cursor = await conn.execute(sql, values)
             return group_answers(await cursor.fetchall(), len(group))

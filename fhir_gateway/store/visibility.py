@@ -256,13 +256,19 @@ def exists_for_person(
 
 
 def compile_visibility(
-    predicate: Predicate, *, now: datetime | Any, row: Any = ResourceRow
+    predicate: Predicate,
+    *,
+    now: datetime | Any,
+    row: Any = ResourceRow,
+    practitioner: ColumnElement[str] | None = None,
 ) -> ColumnElement[bool]:
     """SQL for ``predicate`` over ``row`` (the ``resource`` table or an alias of it).
 
     ``now`` is a datetime, or a bound parameter where the SQL is compiled once and run many
-    times (the read path)."""
-    return _compile(predicate, now, row)
+    times (the read path). ``practitioner``: a column holding, row by row, the practitioner
+    that the tree's relationship and break-glass tests name (a statement answering reads of
+    several practitioners at once, ``store.reads``), in place of the value in the tree."""
+    return _compile(predicate, now, row, practitioner)
 
 
 def _utcnow() -> datetime:
@@ -313,13 +319,15 @@ def compile_visibility_shared(predicate: Predicate) -> ColumnElement[bool]:
     return expression
 
 
-def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
+def _compile(
+    node: Predicate, now: Any, row: Any, practitioner: ColumnElement[str] | None = None
+) -> ColumnElement[bool]:
     if isinstance(node, Const):
         return true() if node.value else false()
     if isinstance(node, AnyOf):
-        return or_(*(_compile(item, now, row) for item in node.items))
+        return or_(*(_compile(item, now, row, practitioner) for item in node.items))
     if isinstance(node, AllOf):
-        return and_(*(_compile(item, now, row) for item in node.items))
+        return and_(*(_compile(item, now, row, practitioner) for item in node.items))
     if isinstance(node, SourceIn):
         return in_set(row.source_org, node.organisations)
     if isinstance(node, TypeIn):
@@ -360,14 +368,14 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
     if isinstance(node, OwnPerson):
         return in_person(row.patient_id, literal(node.patient_id))
     if isinstance(node, Related):
-        return _related(node, now, row)
+        return _related(node, now, row, practitioner)
     if isinstance(node, BrokeGlass):
         grant = BreakGlassGrantRow.__table__.c
         return exists_for_person(
             BreakGlassGrantRow.__table__,
             grant.patient_id,
             row,
-            grant.practitioner == node.practitioner,
+            grant.practitioner == (node.practitioner if practitioner is None else practitioner),
             grant.expires_at > now,
         )
     if isinstance(node, DirectivesAllow):
@@ -375,13 +383,17 @@ def _compile(node: Predicate, now: Any, row: Any) -> ColumnElement[bool]:
     raise UncompilablePredicate(f"No SQL for predicate {type(node).__name__}")
 
 
-def _related(node: Related, now: Any, row: Any) -> ColumnElement[bool]:
+def _related(
+    node: Related, now: Any, row: Any, practitioner: ColumnElement[str] | None
+) -> ColumnElement[bool]:
     rel = CareRelationshipRow.__table__.c
     with_whom: list[ColumnElement[bool]] = []
     if node.organisation is not None:
         with_whom.append(rel.organisation == node.organisation)
     if node.practitioner is not None:
-        with_whom.append(rel.practitioner == node.practitioner)
+        with_whom.append(
+            rel.practitioner == (node.practitioner if practitioner is None else practitioner)
+        )
     if not with_whom:
         return false()
     return exists_for_person(

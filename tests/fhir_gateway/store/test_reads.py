@@ -179,13 +179,13 @@ def test_current_and_versions_match_what_was_written(engine: Engine) -> None:
     assert v1.last_updated.tzinfo is UTC
 
 
-def _caller(user: str) -> Any:
+def _caller(user: str, role: str = "R8000") -> Any:
     return context_from_claims(
         {
             "sub": user,
             "fhirUser": f"Practitioner/{user}",
             "organization": "Z90001",
-            "role": "R8000",
+            "role": role,
             "scope": "user/*.rs",
         }
     )
@@ -214,9 +214,9 @@ def _noting_groups(engine: Engine) -> tuple[PostgresReader, list[int]]:
     groups: list[int] = []
     grouped = reader._grouped
 
-    async def noting(predicate: Predicate, group: list[Any]) -> list[Any]:
+    async def noting(group: list[Any]) -> list[Any]:
         groups.append(len(group))
-        return await grouped(predicate, group)
+        return await grouped(group)
 
     reader._grouped = noting  # type: ignore[method-assign]
     return reader, groups
@@ -298,9 +298,12 @@ def test_when_the_audit_cannot_be_written_every_read_of_the_group_fails(engine: 
     assert written == []
 
 
-def test_reads_asked_together_go_as_one_statement_per_caller_each_audited(
+def test_reads_asked_together_go_as_one_statement_per_kind_of_caller_each_audited(
     engine: Engine,
 ) -> None:
+    # Two users of one organisation, role and purpose, with one consent predicate, share a
+    # statement, each read audited as its own user's; a user with another role (another
+    # AuditEvent role, and in life another predicate) never shares theirs.
     if engine.dialect.name != "postgresql":
         pytest.skip("grouped reads are the PostgreSQL reader's")
     factory = session_factory_for(engine)
@@ -319,12 +322,15 @@ def test_reads_asked_together_go_as_one_statement_per_caller_each_audited(
         service.delete(session, "Patient", gone_id, now=now)
     predicate = SourceIn(frozenset({"Z90001"}))
     first, second = _caller("grouped-1"), _caller("grouped-2")
+    nurse = _caller("grouped-3", role="R8001")
     asks = [(first, i) for i in my_ids] + [
         (first, their_id),
         (first, gone_id),
         (first, "no-such-id"),
         (second, my_ids[0]),
         (second, my_ids[1]),
+        (nurse, my_ids[2]),
+        (nurse, my_ids[3]),
     ]
     accesses = [
         _access_as(who, predicate, f"/fhir/Patient/{i}?n={n}") for n, (who, i) in enumerate(asks)
@@ -344,8 +350,8 @@ def test_reads_asked_together_go_as_one_statement_per_caller_each_audited(
             await reader.close()
 
     found = asyncio.run(read_all())
-    # Asked together: each caller's reads went as one statement of their own.
-    assert sorted(groups) == [2, 8]
+    # Asked together: the two users' reads went as one statement, the other role's as its own.
+    assert sorted(groups) == [2, 10]
     assert [f.resource_id if f else None for f in found] == [
         *my_ids,
         None,  # not the caller's to see: as if it did not exist
@@ -353,6 +359,8 @@ def test_reads_asked_together_go_as_one_statement_per_caller_each_audited(
         None,
         my_ids[0],
         my_ids[1],
+        my_ids[2],
+        my_ids[3],
     ]
     assert found[6] is not None
     assert found[6].deleted
@@ -360,6 +368,7 @@ def test_reads_asked_together_go_as_one_statement_per_caller_each_audited(
         rows = session.execute(
             select(
                 AuditEventRow.agent,
+                AuditEventRow.role,
                 AuditEventRow.query,
                 AuditEventRow.resource,
                 AuditEventRow.event_id,
@@ -373,8 +382,9 @@ def test_reads_asked_together_go_as_one_statement_per_caller_each_audited(
         if i in my_ids
     }
     assert {(r.query, r.resource) for r in rows} == released
-    assert len({r.event_id for r in rows}) == len(rows) == 7  # one event per released read
-    agents = {r.query: r.agent for r in rows}
+    assert len({r.event_id for r in rows}) == len(rows) == 9  # one event per released read
+    agents = {r.query: (r.agent, r.role) for r in rows}
     for n, (_who, i) in enumerate(asks):
         if i in my_ids:
-            assert agents[f"/fhir/Patient/{i}?n={n}"] == accesses[n].audit.agent
+            audit = accesses[n].audit
+            assert agents[f"/fhir/Patient/{i}?n={n}"] == (audit.agent, audit.role)

@@ -7,9 +7,14 @@ property tests use the store's queries instead. Random worlds
 (``tests.fhir_gateway.access.worlds``) are written in the test's transaction; for every
 caller, every stored resource (and one that does not exist) is read both ways, alone and all
 in one group, and each must be found exactly when ``decide`` permits it, with one
-AuditEvent per resource released, naming its person and its own read.
+AuditEvent per resource released, naming its person and its own read. Then the reads of
+every caller, and of a colleague of each user (the same organisation, role and purpose, the
+other practitioner), go grouped as the reader groups them (by the shape of their predicates
+and their shared audit values), many callers' reads in one statement: each read must still
+find exactly what ``decide`` permits its own caller, audited as its own caller's.
 """
 
+from dataclasses import replace
 from typing import Any, cast
 
 import psycopg
@@ -20,17 +25,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.audit import Action, Outcome, record_for
-from consent.context import AccessContext
+from consent.context import AccessContext, CallerKind
 from consent.visibility import Predicate, decide, visibility
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.store.reads import (
+    GROUP_SHARED,
     ReadAccess,
     _compiled,
     _params,
     group_answers,
+    group_shape,
     group_statement,
 )
-from tests.fhir_gateway.access.worlds import NOW, World, _write, describe, facts_for, parse, worlds
+from tests.fhir_gateway.access.worlds import (
+    NOW,
+    USERS,
+    World,
+    _write,
+    describe,
+    facts_for,
+    parse,
+    worlds,
+)
 
 PROPERTY = settings(
     max_examples=60,
@@ -144,6 +160,97 @@ def _check(session: Session, world: World) -> list[str]:
         savepoint.rollback()
 
 
+def _check_mixed(session: Session, world: World) -> list[str]:
+    """Every disagreement with ``decide`` when the reads of all of ``world``'s callers, and of
+    a colleague of each user, go grouped as the reader groups them."""
+    agreement = parse(world)
+    problems: list[str] = []
+    savepoint = session.begin_nested()
+    try:
+        _write(session, world)
+        stored = world.stored()
+        driver = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
+        asked = [(r.resource_type, r.resource_id) for r in stored]
+        asked.append(("Patient", "hv-no-such-patient"))
+        callers = list(world.callers)
+        for caller in world.callers:
+            if caller.kind is CallerKind.USER and caller.user is not None:
+                other = next(u for u in USERS if u != caller.user)
+                callers.append(replace(caller, subject=f"{caller.subject}-colleague", user=other))
+        # The reads of each lane: (caller number, read number, its params), by lane key.
+        lanes: dict[tuple[Any, ...], list[tuple[int, int, dict[str, Any]]]] = {}
+        predicates: dict[int, Predicate] = {}
+        for n, caller in enumerate(callers):
+            predicate = visibility(caller, agreement, sensitive_categories=world.sensitive)
+            predicates[n] = predicate
+            for k, (kind, ident) in enumerate(asked):
+                audit = record_for(
+                    caller,
+                    recorded_at=NOW,
+                    action=Action.READ,
+                    interaction="read",
+                    outcome=Outcome.SUCCESS,
+                    query=f"/fhir/hv-mixed-{n}/{k}",
+                )
+                params = _params(
+                    ReadAccess(predicate=predicate, now=NOW, audit=audit),
+                    resource_type=kind,
+                    resource_id=ident,
+                )
+                key = (
+                    id(group_shape(predicate)[0]),
+                    *(params[f"a_{name}"] for name in GROUP_SHARED),
+                )
+                lanes.setdefault(key, []).append((n, k, params))
+        answers: dict[tuple[int, int], str | None] = {}
+        with psycopg.RawCursor(driver, row_factory=namedtuple_row) as cursor:
+            for reads in lanes.values():
+                sql, values = group_statement(
+                    predicates[reads[0][0]], [(NOW, params) for _n, _k, params in reads]
+                )
+                found = group_answers(cursor.execute(sql, values).fetchall(), len(reads))
+                for (n, k, _params_of), answer in zip(reads, found, strict=True):
+                    answers[(n, k)] = (
+                        None if answer is None else f"{answer.resource_type}/{answer.resource_id}"
+                    )
+        audited = {
+            (row.query, row.resource, row.agent)
+            for row in session.execute(
+                select(AuditEventRow.query, AuditEventRow.resource, AuditEventRow.agent).where(
+                    AuditEventRow.query.startswith("/fhir/hv-mixed-")
+                )
+            )
+        }
+        want_audited = set()
+        for n, caller in enumerate(callers):
+            for k, (kind, ident) in enumerate(asked):
+                key = f"{kind}/{ident}"
+                found_here = [r for r in stored if r.key == key]
+                permitted = bool(found_here) and decide(
+                    caller,
+                    facts_for(world, found_here[0]),
+                    agreement,
+                    sensitive_categories=world.sensitive,
+                    now=NOW,
+                )
+                if answers[(n, k)] != (key if permitted else None):
+                    problems.append(
+                        f"{describe(caller)} in a mixed group: {key} gave {answers[(n, k)]}, "
+                        f"permitted {permitted}"
+                    )
+                if permitted:
+                    agent = caller.user or caller.client_id or caller.subject
+                    want_audited.add((f"/fhir/hv-mixed-{n}/{k}", key, agent))
+        if audited != want_audited:
+            problems.append(
+                f"mixed groups audited {sorted(audited - want_audited)} extra, "
+                f"{sorted(want_audited - audited)} missing"
+            )
+        return problems
+    finally:
+        savepoint.rollback()
+
+
 def _person_of(world: World, patient: str | None) -> str | None:
     if patient is None:
         return None
@@ -157,6 +264,7 @@ def test_random_worlds_read_statements_and_reference_agree(session: Session, wor
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("the statements are PostgreSQL's; SQLite runs the store's queries")
     assert _check(session, world) == []
+    assert _check_mixed(session, world) == []
 
 
 @PROPERTY
@@ -167,3 +275,4 @@ def test_generous_worlds_read_statements_and_reference_agree(
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("the statements are PostgreSQL's; SQLite runs the store's queries")
     assert _check(session, world) == []
+    assert _check_mixed(session, world) == []
