@@ -198,18 +198,20 @@ def _sealing(url: str, stop: Any) -> None:
         engine.dispose()
 
 
-AUDIT_CLIENTS = (8, 32)
-"""Concurrent clients of the audit's service rounds: 8, the foundation's read figure, where
-every client waits for its read's commit (a closed loop the commit's flush lengthens); and 32,
-enough to keep the one server process busy, which measures how many reads the service can
-serve (its capacity)."""
+AUDIT_LOADS = {"": (8, 1), "_32_clients": (32, 1), "_8_users": (8, 8)}
+"""The audit's service rounds: figure-name suffix to (concurrent clients, distinct users).
+
+8 clients of one user is the foundation's read figure: every client waits for its read's
+commit (a closed loop the commit's flush lengthens), and the user's reads group. 32 clients of
+one user keep the one server process busy: how many reads the service can serve. 8 clients
+each its own user (GPs of the same practice) is the shape of many people at work: their reads
+never share a statement or a commit."""
 
 
 def service_audit_cost(
     url: str, read_paths: list[str], seconds: float, workers: int = 1, rounds: int = 3
 ) -> dict[str, float]:
-    """The GP's reads by id per second at 8 and at 32 clients (``AUDIT_CLIENTS``) on the
-    service as it is (each read commits its AuditEvent; the sealer seals them in a process of
+    """The GP's reads by id per second under each of ``AUDIT_LOADS`` on the service as it is (each read commits its AuditEvent; the sealer seals them in a process of
     its own) and on the same service with the read's audit insert taken out
     (``benchmarks.without_read_audit``), ``rounds`` rounds of each, alternating, so that the
     machine's drift falls on both; ``workers`` server processes in both.
@@ -235,7 +237,8 @@ def service_audit_cost(
     sealing = spawn.Process(target=_sealing, args=(url, stop))
     sealing.start()
     time.sleep(sealer.CANDIDATE_AGE + 10)  # its start: the sweep, then the floor
-    rates: dict[tuple[int, bool], list[float]] = {}
+    rates: dict[tuple[str, bool], list[float]] = {}
+    errors = 0
     try:
         for _ in range(rounds):
             for audited in (True, False):
@@ -245,24 +248,37 @@ def service_audit_cost(
                     else "benchmarks.without_read_audit:create_service"
                 )
                 with server(url, workers=workers, app=app) as (host, port, _):
-                    token = bench_token(f"http://{host}:{port}/fhir", GP_CLAIMS)
+                    base = f"http://{host}:{port}/fhir"
+                    users = [
+                        bench_token(
+                            base,
+                            {
+                                **GP_CLAIMS,
+                                "sub": f"{GP_CLAIMS['sub']}-{k}",
+                                "fhirUser": f"{GP_CLAIMS['fhirUser']}-{k}",
+                            },
+                        )
+                        for k in range(8)
+                    ]
+                    token = bench_token(base, GP_CLAIMS)
                     _loadgen(port, token, read_paths[:500], 8, 3.0, None)
-                    for clients in AUDIT_CLIENTS:
-                        rate = _loadgen(port, token, read_paths, clients, seconds, None)
-                        rates.setdefault((clients, audited), []).append(rate["throughput"])
+                    for name, (clients, distinct) in AUDIT_LOADS.items():
+                        # Several tokens: the load generator's connection k sends the k-th.
+                        tokens = token if distinct == 1 else " ".join(users[:distinct])
+                        result = _loadgen(port, tokens, read_paths, clients, seconds, None)
+                        rates.setdefault((name, audited), []).append(result["throughput"])
+                        errors += int(result["errors"])
     finally:
         stop.set()
         sealing.join(timeout=60)
-    figures: dict[str, float] = {"service_audit_workers": workers}
-    for clients in AUDIT_CLIENTS:
-        # The figures at 8 clients keep the names they have always had.
-        at = "" if clients == 8 else f"_{clients}_clients"
+    figures: dict[str, float] = {"service_audit_workers": workers, "service_audit_errors": errors}
+    for at in AUDIT_LOADS:  # the figures of 8 clients of one user keep their old names
         for audited in (True, False):
             kind = "with" if audited else "without"
-            for n, rate in enumerate(rates[(clients, audited)]):
+            for n, rate in enumerate(rates[(at, audited)]):
                 figures[f"service_read_rate{at}_{kind}_audit_round_{n + 1}"] = rate
-        with_audit = statistics.mean(rates[(clients, True)])
-        without = statistics.mean(rates[(clients, False)])
+        with_audit = statistics.mean(rates[(at, True)])
+        without = statistics.mean(rates[(at, False)])
         figures[f"service_read_rate{at}_with_audit"] = with_audit
         figures[f"service_read_rate{at}_without_audit"] = without
         figures[f"service_audit{at}_read_rate_drop_pct"] = 100 * (1 - with_audit / without)

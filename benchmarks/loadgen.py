@@ -10,9 +10,12 @@ import os
 import time
 from dataclasses import dataclass, field
 
-# The benchmark server's token (benchmarks.common.server sets it before spawning us).
-_TOKEN = os.environ.get("CAREJOIN_BENCH_TOKEN")
-_AUTH = f"Authorization: Bearer {_TOKEN}\r\n" if _TOKEN else ""
+# The benchmark server's token (benchmarks.common.server sets it before spawning us); several,
+# separated by spaces, are several callers: connection k sends the k-th (round robin).
+_AUTHS = [
+    f"Authorization: Bearer {token}\r\n"
+    for token in os.environ.get("CAREJOIN_BENCH_TOKEN", "").split()
+] or [""]
 
 
 @dataclass
@@ -34,10 +37,10 @@ class LoadResult:
 
 
 async def _request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str, auth: str
 ) -> int:
     writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/fhir+json\r\n{_AUTH}\r\n".encode()
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/fhir+json\r\n{auth}\r\n".encode()
     )
     await writer.drain()
     status_line = await reader.readline()
@@ -67,6 +70,7 @@ async def _worker(
     schedule_start: float,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    auth = _AUTHS[start_index % len(_AUTHS)]
     i = start_index
     n = 0
     try:
@@ -84,7 +88,7 @@ async def _worker(
                 started = scheduled
             else:
                 started = time.perf_counter()
-            status = await _request(reader, writer, host, paths[i % len(paths)])
+            status = await _request(reader, writer, host, paths[i % len(paths)], auth)
             finished = time.perf_counter()
             if status != 200:
                 result.errors += 1
