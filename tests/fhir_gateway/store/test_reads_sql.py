@@ -14,6 +14,8 @@ and their shared audit values), many callers' reads in one statement: each read 
 find exactly what ``decide`` permits its own caller, audited as its own caller's.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, cast
 
@@ -55,10 +57,13 @@ PROPERTY = settings(
 )
 
 
-def _check(session: Session, world: World) -> list[str]:
-    """Every disagreement between the read statements and ``decide`` in ``world``."""
-    agreement = parse(world)
-    problems: list[str] = []
+@contextmanager
+def _world_written(
+    session: Session, world: World
+) -> Iterator[tuple[list[Any], "psycopg.Connection[Any]", list[tuple[str, str]]]]:
+    """``world`` written in a savepoint of the test's transaction, rolled back after: its
+    stored resources, the driver's connection, and the keys to read (every stored resource,
+    and one that does not exist)."""
     savepoint = session.begin_nested()
     try:
         _write(session, world)
@@ -66,6 +71,16 @@ def _check(session: Session, world: World) -> list[str]:
         driver = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
         asked = [(r.resource_type, r.resource_id) for r in stored]
         asked.append(("Patient", "hv-no-such-patient"))
+        yield stored, driver, asked
+    finally:
+        savepoint.rollback()
+
+
+def _check(session: Session, world: World) -> list[str]:
+    """Every disagreement between the read statements and ``decide`` in ``world``."""
+    agreement = parse(world)
+    problems: list[str] = []
+    with _world_written(session, world) as (stored, driver, asked):
         for n, caller in enumerate(world.callers):
             predicate = visibility(caller, agreement, sensitive_categories=world.sensitive)
 
@@ -156,8 +171,6 @@ def _check(session: Session, world: World) -> list[str]:
                 if set(audited) != want or len(audited) != len(want):
                     problems.append(f"{who}, {way}: audited {sorted(audited)} not {sorted(want)}")
         return problems
-    finally:
-        savepoint.rollback()
 
 
 def _check_mixed(session: Session, world: World) -> list[str]:
@@ -165,13 +178,7 @@ def _check_mixed(session: Session, world: World) -> list[str]:
     a colleague of each user, go grouped as the reader groups them."""
     agreement = parse(world)
     problems: list[str] = []
-    savepoint = session.begin_nested()
-    try:
-        _write(session, world)
-        stored = world.stored()
-        driver = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
-        asked = [(r.resource_type, r.resource_id) for r in stored]
-        asked.append(("Patient", "hv-no-such-patient"))
+    with _world_written(session, world) as (stored, driver, asked):
         callers = list(world.callers)
         for caller in world.callers:
             if caller.kind is CallerKind.USER and caller.user is not None:
@@ -247,8 +254,6 @@ def _check_mixed(session: Session, world: World) -> list[str]:
                 f"{sorted(want_audited - audited)} missing"
             )
         return problems
-    finally:
-        savepoint.rollback()
 
 
 def _person_of(world: World, patient: str | None) -> str | None:
