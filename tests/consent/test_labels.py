@@ -319,6 +319,11 @@ EMTRICITABINE_TENOFOVIR = "9103611000001103"  # Emtricitabine 200mg / Tenofovir 
 FOLLITROPIN_ALFA_75 = "4147011000001105"  # Follitropin alfa 75unit powder and solvent
 MIFEPRISTONE_200 = "326146004"  # Mifepristone 200mg tablets
 CLOZAPINE_100 = "42270011000001100"  # Clozapine 100mg tablets
+# Branded products (AMPs), as a source that prescribes by brand sends them.
+SUBOXONE_8_2 = "11048311000001109"  # Suboxone 8mg/2mg sublingual tablets (Indivior UK Ltd)
+TRUVADA = "9098011000001105"  # Truvada 200mg/245mg tablets (Gilead Sciences Ltd)
+CLOZARIL_100 = "3832011000001100"  # Clozaril 100mg tablets (Viatris UK Healthcare Ltd)
+PRIADEL_200 = "565011000001106"  # Priadel 200mg modified-release tablets
 ACAMPROSATE_OLD, ACAMPROSATE_NOW = "323342002", "42267511000001104"
 
 
@@ -363,6 +368,10 @@ def _hospital_request(code: str) -> dict[str, Any]:
         (FOLLITROPIN_ALFA_75, "fertility"),
         (MIFEPRISTONE_200, "termination"),
         (CLOZAPINE_100, "mental_health"),
+        (SUBOXONE_8_2, "substance_misuse"),
+        (TRUVADA, "sexual_health"),
+        (CLOZARIL_100, "mental_health"),
+        (PRIADEL_200, "mental_health"),
     ],
 )
 def test_packaged_products_label_prescriptions_as_sources_send_them(
@@ -381,7 +390,7 @@ def test_packaged_products_label_prescriptions_as_sources_send_them(
 def test_packaged_products_are_listed_once_and_gender_identity_has_none() -> None:
     listed = [code for category in VS.categories for code in category.dmd]
     assert len(listed) == len(set(listed)), "a product in two categories"
-    assert len(listed) >= 60
+    assert len(listed) >= 300
     # Hormones are prescribed far more often for other reasons: no product reveals gender
     # history, and the category is labelled by its diagnosis or the source's label instead.
     assert not VS.category("gender_identity").dmd
@@ -642,7 +651,7 @@ def test_derived_items_carry_every_label() -> None:
 
 def test_packaged_value_sets() -> None:
     assert default_value_sets() is VS  # read once
-    assert VS.version == "1.1.0"
+    assert VS.version == "1.2.0"
     assert str(VS.published) == "2026-12-07"
     codes = [category.code for category in VS.categories]
     assert set(codes) == {
