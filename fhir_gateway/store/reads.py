@@ -406,15 +406,25 @@ def _params(access: ReadAccess, **given: Any) -> dict[str, Any]:
     params = dict(given)
     params["consent_now"] = access.now
     params.update(audit_params(access.audit))
-    params["practitioner"] = group_shape(access.predicate)[1]
     return params
+
+
+def group_read(
+    access: ReadAccess, **given: Any
+) -> tuple[tuple[Any, ...], Predicate, dict[str, Any]]:
+    """A current read by id as ``PostgresReader`` groups it: (its lane's key, the shape of its
+    caller's predicate, its slots' values with the practitioner the predicate names). Reads
+    of one key may go in one statement (``group_statement``)."""
+    shape, practitioner = group_shape(access.predicate)
+    params = _params(access, practitioner=practitioner, **given)
+    return (id(shape), *(params[f"a_{name}"] for name in GROUP_SHARED)), shape, params
 
 
 def group_statement(
     predicate: Predicate, reads: list[tuple[datetime, dict[str, Any]]]
 ) -> tuple[bytes, list[Any]]:
-    """The SQL and values of one statement for ``reads`` (each its time and ``_params``),
-    by callers whose predicates have ``predicate``'s shape (``group_shape``) and who agree on
+    """The SQL and values of one statement for ``reads`` (each its time and its values from
+    ``group_read``), by callers whose predicates have ``predicate``'s shape (``group_shape``) and who agree on
     ``GROUP_SHARED``."""
     first = reads[0][1]
     given = {f"a_{name}": first[f"a_{name}"] for name in GROUP_SHARED}
@@ -550,9 +560,9 @@ class PostgresReader:
     async def current(
         self, resource_type: str, resource_id: str, access: ReadAccess
     ) -> StoredResource | None:
-        params = _params(access, resource_type=resource_type, resource_id=resource_id)
-        shape = group_shape(access.predicate)[0]
-        key = (id(shape), *(params[f"a_{name}"] for name in GROUP_SHARED))
+        key, shape, params = group_read(
+            access, resource_type=resource_type, resource_id=resource_id
+        )
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(shape)

@@ -26,17 +26,17 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consent.agreements import Agreement
 from consent.audit import Action, Outcome, record_for
 from consent.context import AccessContext, CallerKind
 from consent.visibility import Predicate, decide, visibility
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.store.reads import (
-    GROUP_SHARED,
     ReadAccess,
     _compiled,
     _params,
     group_answers,
-    group_shape,
+    group_read,
     group_statement,
 )
 from tests.fhir_gateway.access.worlds import (
@@ -76,6 +76,35 @@ def _world_written(
         savepoint.rollback()
 
 
+def _read_access(caller: AccessContext, predicate: Predicate, query: str) -> ReadAccess:
+    return ReadAccess(
+        predicate=predicate,
+        now=NOW,
+        audit=record_for(
+            caller,
+            recorded_at=NOW,
+            action=Action.READ,
+            interaction="read",
+            outcome=Outcome.SUCCESS,
+            query=query,
+        ),
+    )
+
+
+def _permitted(
+    world: World, agreement: Agreement, stored: list[Any], caller: AccessContext, key: str
+) -> bool:
+    """``decide``'s answer for ``caller`` reading ``key`` (False for a resource not stored)."""
+    found = [r for r in stored if r.key == key]
+    return bool(found) and decide(
+        caller,
+        facts_for(world, found[0]),
+        agreement,
+        sensitive_categories=world.sensitive,
+        now=NOW,
+    )
+
+
 def _check(session: Session, world: World) -> list[str]:
     """Every disagreement between the read statements and ``decide`` in ``world``."""
     agreement = parse(world)
@@ -84,40 +113,20 @@ def _check(session: Session, world: World) -> list[str]:
         for n, caller in enumerate(world.callers):
             predicate = visibility(caller, agreement, sensitive_categories=world.sensitive)
 
-            def permitted(key: str, caller: AccessContext = caller) -> bool:
-                found = [r for r in stored if r.key == key]
-                return bool(found) and decide(
-                    caller,
-                    facts_for(world, found[0]),
-                    agreement,
-                    sensitive_categories=world.sensitive,
-                    now=NOW,
-                )
-
-            def access(
-                query: str, caller: AccessContext = caller, predicate: Predicate = predicate
-            ) -> ReadAccess:
-                return ReadAccess(
-                    predicate=predicate,
-                    now=NOW,
-                    audit=record_for(
-                        caller,
-                        recorded_at=NOW,
-                        action=Action.READ,
-                        interaction="read",
-                        outcome=Outcome.SUCCESS,
-                        query=query,
-                    ),
-                )
-
-            expected = {f"{t}/{i}" for t, i in asked if permitted(f"{t}/{i}")}
+            expected = {
+                f"{t}/{i}"
+                for t, i in asked
+                if _permitted(world, agreement, stored, caller, f"{t}/{i}")
+            }
             marker = f"/fhir/hv-read-{n}"
             with psycopg.RawCursor(driver, row_factory=namedtuple_row) as cursor:
                 alone = _compiled("current", predicate)
                 found_alone = set()
                 for k, (kind, ident) in enumerate(asked):
                     given = _params(
-                        access(f"{marker}/alone/{k}"), resource_type=kind, resource_id=ident
+                        _read_access(caller, predicate, f"{marker}/alone/{k}"),
+                        resource_type=kind,
+                        resource_id=ident,
                     )
                     row = cursor.execute(alone.sql, alone.bind(given)).fetchone()
                     if row is not None:
@@ -125,9 +134,11 @@ def _check(session: Session, world: World) -> list[str]:
                 reads = [
                     (
                         NOW,
-                        _params(
-                            access(f"{marker}/group/{k}"), resource_type=kind, resource_id=ident
-                        ),
+                        group_read(
+                            _read_access(caller, predicate, f"{marker}/group/{k}"),
+                            resource_type=kind,
+                            resource_id=ident,
+                        )[2],
                     )
                     for k, (kind, ident) in enumerate(asked)
                 ]
@@ -191,22 +202,10 @@ def _check_mixed(session: Session, world: World) -> list[str]:
             predicate = visibility(caller, agreement, sensitive_categories=world.sensitive)
             predicates[n] = predicate
             for k, (kind, ident) in enumerate(asked):
-                audit = record_for(
-                    caller,
-                    recorded_at=NOW,
-                    action=Action.READ,
-                    interaction="read",
-                    outcome=Outcome.SUCCESS,
-                    query=f"/fhir/hv-mixed-{n}/{k}",
-                )
-                params = _params(
-                    ReadAccess(predicate=predicate, now=NOW, audit=audit),
+                key, _shape, params = group_read(
+                    _read_access(caller, predicate, f"/fhir/hv-mixed-{n}/{k}"),
                     resource_type=kind,
                     resource_id=ident,
-                )
-                key = (
-                    id(group_shape(predicate)[0]),
-                    *(params[f"a_{name}"] for name in GROUP_SHARED),
                 )
                 lanes.setdefault(key, []).append((n, k, params))
         answers: dict[tuple[int, int], str | None] = {}
@@ -232,14 +231,7 @@ def _check_mixed(session: Session, world: World) -> list[str]:
         for n, caller in enumerate(callers):
             for k, (kind, ident) in enumerate(asked):
                 key = f"{kind}/{ident}"
-                found_here = [r for r in stored if r.key == key]
-                permitted = bool(found_here) and decide(
-                    caller,
-                    facts_for(world, found_here[0]),
-                    agreement,
-                    sensitive_categories=world.sensitive,
-                    now=NOW,
-                )
+                permitted = _permitted(world, agreement, stored, caller, key)
                 if answers[(n, k)] != (key if permitted else None):
                     problems.append(
                         f"{describe(caller)} in a mixed group: {key} gave {answers[(n, k)]}, "
