@@ -325,6 +325,16 @@ TRUVADA = "9098011000001105"  # Truvada 200mg/245mg tablets (Gilead Sciences Ltd
 CLOZARIL_100 = "3832011000001100"  # Clozaril 100mg tablets (Viatris UK Healthcare Ltd)
 PRIADEL_200 = "565011000001106"  # Priadel 200mg modified-release tablets
 ACAMPROSATE_OLD, ACAMPROSATE_NOW = "323342002", "42267511000001104"
+# Packs (VMPPs, AMPPs), as a system that prescribes or dispenses by pack sends them.
+CLOZAPINE_25_X28 = "3829711000001107"  # Clozapine 25mg tablets 28 tablet
+CLOZARIL_100_X28 = "3832211000001105"  # Clozaril 100mg tablets (Viatris UK Healthcare Ltd) 28
+DOLUTEGRAVIR_50_PACK = "23906211000001105"  # Dolutegravir 50mg tablets, a pack
+ATRIPLA_PACK = "12949011000001106"  # Atripla 600mg/200mg/245mg tablets (Gilead), a pack
+XEPLION_50_SYRINGE = "19209111000001106"  # Xeplion 50mg/0.5ml pre-filled syringe, 1
+MIFEPRISTONE_200_PACK = "4829511000001100"  # Mifepristone 200mg tablets, a pack
+METHADONE_1MG_ML_PACK = "1104511000001109"  # Methadone 1mg/ml oral solution, a pack
+BUPRENORPHINE_NALOXONE_PACK = "11055911000001101"  # Buprenorphine 8mg / Naloxone 2mg, a pack
+CLOMIFENE_50_PACK = "1179511000001101"  # Clomifene 50mg tablets, a pack
 
 
 def _gp_statement(code: str) -> dict[str, Any]:
@@ -372,6 +382,15 @@ def _hospital_request(code: str) -> dict[str, Any]:
         (TRUVADA, "sexual_health"),
         (CLOZARIL_100, "mental_health"),
         (PRIADEL_200, "mental_health"),
+        (CLOZAPINE_25_X28, "mental_health"),
+        (CLOZARIL_100_X28, "mental_health"),
+        (XEPLION_50_SYRINGE, "mental_health"),
+        (DOLUTEGRAVIR_50_PACK, "hiv"),
+        (ATRIPLA_PACK, "hiv"),
+        (MIFEPRISTONE_200_PACK, "termination"),
+        (METHADONE_1MG_ML_PACK, "substance_misuse"),
+        (BUPRENORPHINE_NALOXONE_PACK, "substance_misuse"),
+        (CLOMIFENE_50_PACK, "fertility"),
     ],
 )
 def test_packaged_products_label_prescriptions_as_sources_send_them(
@@ -390,7 +409,7 @@ def test_packaged_products_label_prescriptions_as_sources_send_them(
 def test_packaged_products_are_listed_once_and_gender_identity_has_none() -> None:
     listed = [code for category in VS.categories for code in category.dmd]
     assert len(listed) == len(set(listed)), "a product in two categories"
-    assert len(listed) >= 300
+    assert len(listed) >= 750
     # Hormones are prescribed far more often for other reasons: no product reveals gender
     # history, and the category is labelled by its diagnosis or the source's label instead.
     assert not VS.category("gender_identity").dmd
@@ -651,7 +670,7 @@ def test_derived_items_carry_every_label() -> None:
 
 def test_packaged_value_sets() -> None:
     assert default_value_sets() is VS  # read once
-    assert VS.version == "1.2.0"
+    assert VS.version == "1.3.0"
     assert str(VS.published) == "2026-12-07"
     codes = [category.code for category in VS.categories]
     assert set(codes) == {
