@@ -20,7 +20,7 @@ are FHIR resources like any other (readable, searchable, with history).
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -46,6 +46,7 @@ from fhir_gateway.identity.scoring import (
     NameCounts,
     decide,
     name_values,
+    nickname_forms,
 )
 from fhir_gateway.outcomes import Invalid, NotFound
 from fhir_gateway.store import repository, service
@@ -326,15 +327,50 @@ def _name_counts(
     return NameCounts(counts, totals)
 
 
-def name_counts(session: Session, features: Demographics) -> NameCounts:
-    """The index's counts of ``features``' names (the record itself included if filed)."""
+def name_counts(
+    session: Session, features: Demographics, others: Iterable[Demographics] = ()
+) -> NameCounts:
+    """The index's counts of ``features``' names (the record itself included if filed), and
+    of those of ``others``' first names that are forms of its own (``_with_forms``)."""
     columns = _name_count_columns(features)
     if not columns:
         return NameCounts({}, {})
     row = session.execute(select(*(c for _k, c in columns))).one()
-    return _name_counts(
+    names = _name_counts(
         features, {k: int(v) for (k, _c), v in zip(columns, row, strict=True)}, plus_probe=False
     )
+    return _with_forms(session, features, names, others)
+
+
+def _with_forms(
+    session: Session, features: Demographics, names: NameCounts, others: Iterable[Demographics]
+) -> NameCounts:
+    """``names`` with the index's counts of the first names of ``others`` that the nickname
+    data relates to ``features``' first name: ``scoring.own_names`` compares both names'
+    counts (the batch linker counts every name). Read only when a candidate has such a name."""
+    if features.given is None:
+        return names
+    forms = nickname_forms(features.given)
+    wanted = {
+        o.given
+        for o in others
+        if o.given is not None and o.given in forms and ("given_name", o.given) not in names.counts
+    }
+    if not wanted:
+        return names
+    found = dict(
+        session.execute(
+            select(IdentityNameCount.value, func.sum(IdentityNameCount.n))
+            .where(
+                IdentityNameCount.field == "given_name",
+                IdentityNameCount.value.in_({w[:255] for w in wanted}),
+            )
+            .group_by(IdentityNameCount.value)
+        ).all()
+    )
+    counts = dict(names.counts)
+    counts.update({("given_name", w): int(found.get(w[:255]) or 0) for w in wanted})
+    return NameCounts(counts, names.totals)
 
 
 # Per database: the newest name-count row when a fold last found nothing to fold.
@@ -438,9 +474,11 @@ def _record_matches(
         {k: int(v) for (k, _c), v in zip(count_columns, rows[0][3:], strict=True)},
         plus_probe=plus_probe,
     )
+    candidates = [_load(row.features) for row in rows]
+    names = _with_forms(session, features, names, candidates)
     return [
-        (row.patient_id, row.person_id, decide(features, _load(row.features), model, names))
-        for row in rows
+        (row.patient_id, row.person_id, decide(features, other, model, names))
+        for row, other in zip(rows, candidates, strict=True)
     ]
 
 
@@ -646,10 +684,10 @@ def _follow_merge(
             select(IdentityRecord.features).where(IdentityRecord.patient_id == survivor)
         )
         assert survivor_features is not None
+        survivor_demographics = _load(survivor_features)
+        names = name_counts(session, features, (survivor_demographics,))
         candidate = Candidate(
-            target,
-            decide(features, _load(survivor_features), names=name_counts(session, features)),
-            verified,
+            target, decide(features, survivor_demographics, names=names), verified
         )
         review = _queue_review(
             session, record.pk, candidate, (f"the source merged it: {held}",), now

@@ -19,7 +19,7 @@ from fhir_gateway.identity.models import IdentityNameCount, IdentityRecord
 from fhir_gateway.identity.scoring import DEFAULT_MODEL, NameCounts
 from fhir_gateway.store import repository
 from fhir_gateway.store import service as store
-from tests.fhir_gateway.identity.test_scoring import d, levels
+from tests.fhir_gateway.identity.test_scoring import NUMBER_A, d, levels
 from tests.fhir_gateway.identity.test_service import NOW, source_patient
 
 # 100,000 records: Smith and John are common, Okafor and Adaeze rare.
@@ -109,6 +109,124 @@ def test_twins_with_a_rare_name_never_link_automatically(first: str) -> None:
     match = scoring.decide(d(given="Amy", **twin), d(given=first, **twin), names=rare)
     assert match.weight >= DEFAULT_MODEL.link_weight
     assert match.decision != "link"
+
+
+# First names of an index of 100,000 records: Amelia and Emily, Charles and Charlie are each
+# common; Bill is William's short form, rarely anyone's recorded first name.
+FIRST_NAMES = NameCounts(
+    {
+        ("given_name", "amelia"): 11_000,
+        ("given_name", "emily"): 2_200,
+        ("given_name", "charlie"): 2_700,
+        ("given_name", "charles"): 1_100,
+        ("given_name", "william"): 1_900,
+        ("given_name", "bill"): 70,
+    },
+    {"family_name": 100_000, "given_name": 100_000},
+)
+HOUSEHOLD = {"family": "Hartley", "birth": "2015-04-09", "phone": "01632 960003"}
+
+
+@pytest.mark.parametrize(("first", "second"), [("Amelia", "Emily"), ("Charles", "Charlie")])
+def test_twins_named_as_forms_of_one_name_are_reviewed(first: str, second: str) -> None:
+    """The nickname data relates them (Emily to Amelia, Charlie to Charles), but each is a
+    first name in its own right: at one address, on one birth date, with no NHS number to
+    tell them apart, they may be twins, so a human decides."""
+    one, other = d(given=first, **HOUSEHOLD), d(given=second, **HOUSEHOLD)
+    assert levels(scoring.decide(one, other))["given_name"] == "nickname"
+    # Without counts nothing says they are names in their own right: the score links.
+    assert scoring.decide(one, other).decision == "link"
+    match = scoring.decide(one, other, names=FIRST_NAMES)
+    assert match.weight >= DEFAULT_MODEL.link_weight
+    assert match.decision == "review"
+    assert any("each common in its own right" in reason for reason in match.reasons)
+    # An NHS number on both that agrees says they are one person.
+    numbered = scoring.decide(
+        d(given=first, nhs_number=NUMBER_A, **HOUSEHOLD),
+        d(given=second, nhs_number=NUMBER_A, **HOUSEHOLD),
+        names=FIRST_NAMES,
+    )
+    assert numbered.decision == "link"
+
+
+def test_a_short_form_still_links_to_its_name() -> None:
+    match = scoring.decide(
+        d(given="William", **HOUSEHOLD), d(given="Bill", **HOUSEHOLD), names=FIRST_NAMES
+    )
+    assert levels(match)["given_name"] == "nickname"
+    assert match.decision == "link"
+
+
+@pytest.mark.parametrize(
+    ("counts", "own"),
+    [
+        ((11_000, 2_200), True),  # a fifth: a name in its own right
+        ((19_854, 693), False),  # Ollie beside Oliver: 3.5 %, a short form
+        ((1_500, 225), True),  # exactly the share
+        ((1_500, 224), False),
+        ((19, 19), False),  # too few records to tell
+        ((20, 20), True),
+        ((5_000, 0), False),
+    ],
+)
+def test_own_names_by_their_counts(counts: tuple[int, int], own: bool) -> None:
+    names = NameCounts(
+        {("given_name", "a"): counts[0], ("given_name", "b"): counts[1]},
+        {"given_name": 100_000},
+    )
+    assert scoring.own_names("a", "b", names) is own
+    assert scoring.own_names("b", "a", names) is own
+
+
+def test_the_batch_linker_reviews_twins_named_as_forms_of_one_name() -> None:
+    """The linker counts the names of the records it links: among a population where both
+    names are common, twins Amelia and Emily are a review, not one person; a short form of
+    a name (Ollie, rare as a first name there) still links to its person."""
+    population = [
+        source_patient(
+            f"a{n}",
+            "urn:ods:Z90001",
+            given=given,
+            family=f"Family{n:02d}x",
+            birth=f"19{40 + n}-0{1 + n % 9}-1{n % 10}",
+            postcode=f"LS{n} 1AA",
+        )
+        for n in range(30)
+        for given in ("Amelia", "Emily", "Oliver")
+    ]
+    twins = [
+        source_patient("twin-1", "urn:ods:Z90001", given="Amelia", postcode="YO1 7AA", **HOUSEHOLD),
+        source_patient("twin-2", "urn:ods:Z90002", given="Emily", postcode="YO1 7AA", **HOUSEHOLD),
+    ]
+    oliver = [
+        source_patient(
+            "ol-1",
+            "urn:ods:Z90001",
+            given="Oliver",
+            postcode="YO1 7AB",
+            family="Pendle",
+            birth="1988-02-03",
+            phone="01632 960004",
+        ),
+        source_patient(
+            "ol-2",
+            "urn:ods:Z90002",
+            given="Ollie",
+            postcode="YO1 7AB",
+            family="Pendle",
+            birth="1988-02-03",
+            phone="01632 960004",
+        ),
+    ]
+    patients = [*population, *twins, *oliver]
+    records = batch.records_from_patients(patients)
+    plan = batch.plan_links(records, workers=1)
+    index = {p["id"]: n for n, p in enumerate(patients)}
+    find = plan.clusters.find
+    assert find(index["twin-1"]) != find(index["twin-2"])
+    reviewed = {frozenset((i, j)) for i, j, *_ in plan.reviews}
+    assert frozenset((index["twin-1"], index["twin-2"])) in reviewed
+    assert find(index["ol-1"]) == find(index["ol-2"])
 
 
 def test_the_evidence_shows_the_adjusted_weight_and_the_share() -> None:
@@ -250,6 +368,58 @@ def test_the_link_provenance_carries_the_adjusted_weight(session: Session) -> No
     assert fields["given_name"]["weight"] == round(given_weight, 3)
     assert fields["given_name"]["frequency"] == pytest.approx(given_share, rel=1e-3)
     assert "frequency" not in fields["birth_date"]
+
+
+def test_records_filed_one_by_one_review_twins_named_as_forms_of_one_name(
+    session: Session,
+) -> None:
+    """As the batch linker: the index's counts (read for the candidate's first name too,
+    since it is a form of the new record's) say Amelia and Emily are each a name."""
+    for n in range(21):
+        for given in ("Amelia", "Emily", "Oliver"):
+            identity.link_patient(
+                session,
+                source_patient(
+                    f"{given[:2].lower()}{n}",
+                    "urn:ods:Z90001",
+                    given=given,
+                    family=f"Family{n:02d}x",
+                    birth=f"19{40 + n}-0{1 + n % 9}-1{n % 10}",
+                    postcode=f"LS{n} 1AA",
+                ),
+                now=NOW,
+            )
+
+    def file(patient_id: str, source: str, **kwargs: Any) -> identity.LinkOutcome:
+        return identity.link_patient(
+            session, source_patient(patient_id, source, postcode="YO1 7AA", **kwargs), now=NOW
+        )
+
+    first = file("twin-1", "urn:ods:Z90001", given="Amelia", **HOUSEHOLD)
+    second = file("twin-2", "urn:ods:Z90002", given="Emily", **HOUSEHOLD)
+    assert second.person_id != first.person_id
+    assert second.reviews  # queued for a human, with the reason
+    matches = identity.match_patients(
+        session,
+        source_patient("probe", "urn:ods:Z9H", given="Emily", postcode="YO1 7AA", **HOUSEHOLD),
+    )
+    grades = {patient_id: match.decision for patient_id, _person, match in matches}
+    assert grades["twin-1"] == "review"
+    assert grades["twin-2"] == "link"
+    # A short form, rare as a first name in the index, still joins its person.
+    ollie = identity.link_patient(
+        session,
+        source_patient(
+            "ol-2",
+            "urn:ods:Z90002",
+            given="Ollie",
+            family="Family03x",
+            birth="1943-04-13",
+            postcode="LS3 1AA",
+        ),
+        now=NOW,
+    )
+    assert ollie.person_id == identity.person_of(session, "ol3")
 
 
 # -- incremental and batch agree for the same index --------------------------------------
