@@ -63,11 +63,16 @@ class AuditBlockRow(Base):
 
 
 class AuditSealRow(Base):
-    """Which block sealed which event (each event at most once)."""
+    """Which block sealed which event (each event at most once).
+
+    No foreign key to the event: checking it locked each event's row as its block was sealed
+    (every event row written twice, the sealer's WAL more than doubled), and it guarded
+    nothing that the insert-only events and ``verify`` (which counts a block's seal rows
+    against the events they name) do not (migration 0018)."""
 
     __tablename__ = "audit_seal"
 
-    event_pk: Mapped[int] = mapped_column(BigId, ForeignKey("audit_event.pk"), primary_key=True)
+    event_pk: Mapped[int] = mapped_column(BigId, primary_key=True)
     block_number: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("audit_block.number"), index=True
     )

@@ -190,18 +190,33 @@ def test_an_event_deleted_after_sealing_is_reported_missing(session: Session) ->
     number = _seal(session)
     assert number is not None
     _drop_insert_only_trigger(session, "delete")
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("ALTER TABLE audit_seal DROP CONSTRAINT fk_audit_seal_event_pk_audit_event")
-        )
-    else:
-        session.execute(text("PRAGMA defer_foreign_keys = ON"))  # checked at COMMIT: never
+    # No foreign key stands in the way (migration 0018): verify is what notices.
     session.execute(text("DELETE FROM audit_event WHERE pk = :pk"), {"pk": rows[1].pk})
     (broken,) = sealer.verify(session, now=NOW).broken
     assert broken.number == number
     assert broken.reasons == (
         "1 of its events are missing",
         "its hash does not match its events",
+    )
+
+
+def test_a_forged_seal_row_is_reported(session: Session) -> None:
+    """The trail is insert-only, so a seal row can be added by hand: one naming an event that
+    does not exist yet (to pass it off as sealed when it comes) breaks its block at once."""
+    seal_everything(session)
+    add(session, record())
+    number = _seal(session)
+    assert number is not None
+    future = (session.scalar(text("SELECT max(pk) FROM audit_event")) or 0) + 1000
+    session.execute(
+        text("INSERT INTO audit_seal (event_pk, block_number) VALUES (:pk, :number)"),
+        {"pk": future, "number": number},
+    )
+    (broken,) = sealer.verify(session, now=NOW).broken
+    assert broken.number == number
+    assert broken.reasons == (
+        "it records 1 events but 2 are sealed in it",
+        "1 of its events are missing",
     )
 
 
