@@ -335,6 +335,7 @@ MIFEPRISTONE_200_PACK = "4829511000001100"  # Mifepristone 200mg tablets, a pack
 METHADONE_1MG_ML_PACK = "1104511000001109"  # Methadone 1mg/ml oral solution, a pack
 BUPRENORPHINE_NALOXONE_PACK = "11055911000001101"  # Buprenorphine 8mg / Naloxone 2mg, a pack
 CLOMIFENE_50_PACK = "1179511000001101"  # Clomifene 50mg tablets, a pack
+PREP_PACK = "9097911000001108"  # Emtricitabine 200mg / Tenofovir 245mg tablets, a pack
 
 
 def _gp_statement(code: str) -> dict[str, Any]:
@@ -391,6 +392,7 @@ def _hospital_request(code: str) -> dict[str, Any]:
         (METHADONE_1MG_ML_PACK, "substance_misuse"),
         (BUPRENORPHINE_NALOXONE_PACK, "substance_misuse"),
         (CLOMIFENE_50_PACK, "fertility"),
+        (PREP_PACK, "sexual_health"),
     ],
 )
 def test_packaged_products_label_prescriptions_as_sources_send_them(
