@@ -25,11 +25,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from consent.agreements import Agreement, parse_agreement
+from consent.audit import Action, Outcome, record_for
 from consent.context import AccessContext, CallerKind, Purpose
 from consent.directives import Directive
 from consent.relationships import Relationship
 from consent.visibility import (
     Grant,
+    Predicate,
     ResourceFacts,
     decide,
     labels_text,
@@ -45,6 +47,7 @@ from fhir_gateway.access.people import person_facts
 from fhir_gateway.access.request import person_visibility
 from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.store.models import ResourceRow
+from fhir_gateway.store.reads import ReadAccess
 from fhir_gateway.store.visibility import compile_visibility, compile_visibility_live
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -189,6 +192,25 @@ def system(client: str, organisation: str | None = None) -> AccessContext:
         scopes=(),
         client_id=client,
         organisation=organisation,
+    )
+
+
+def read_access(
+    caller: AccessContext, predicate: Predicate, query: str, *, interaction: str = "read"
+) -> ReadAccess:
+    """What a reader is given for ``caller``'s read at ``NOW``: their predicate and the audit
+    record of a successful ``interaction`` asking ``query``."""
+    return ReadAccess(
+        predicate=predicate,
+        now=NOW,
+        audit=record_for(
+            caller,
+            recorded_at=NOW,
+            action=Action.READ,
+            interaction=interaction,
+            outcome=Outcome.SUCCESS,
+            query=query,
+        ),
     )
 
 

@@ -178,22 +178,28 @@ def test_own_names_by_their_counts(counts: tuple[int, int], own: bool) -> None:
     assert scoring.own_names("b", "a", names) is own
 
 
-def test_the_batch_linker_reviews_twins_named_as_forms_of_one_name() -> None:
-    """The linker counts the names of the records it links: among a population where both
-    names are common, twins Amelia and Emily are a review, not one person; a short form of
-    a name (Ollie, rare as a first name there) still links to its person."""
-    population = [
+def _namesakes(count: int) -> list[dict[str, Any]]:
+    """``count`` unrelated people each named Amelia, Emily and Oliver (``am3``, ``em3``,
+    ``ol3``...): enough for the index to count each as a first name in its own right."""
+    return [
         source_patient(
-            f"a{n}",
+            f"{given[:2].lower()}{n}",
             "urn:ods:Z90001",
             given=given,
             family=f"Family{n:02d}x",
             birth=f"19{40 + n}-0{1 + n % 9}-1{n % 10}",
             postcode=f"LS{n} 1AA",
         )
-        for n in range(30)
+        for n in range(count)
         for given in ("Amelia", "Emily", "Oliver")
     ]
+
+
+def test_the_batch_linker_reviews_twins_named_as_forms_of_one_name() -> None:
+    """The linker counts the names of the records it links: among a population where both
+    names are common, twins Amelia and Emily are a review, not one person; a short form of
+    a name (Ollie, rare as a first name there) still links to its person."""
+    population = _namesakes(30)
     twins = [
         source_patient("twin-1", "urn:ods:Z90001", given="Amelia", postcode="YO1 7AA", **HOUSEHOLD),
         source_patient("twin-2", "urn:ods:Z90002", given="Emily", postcode="YO1 7AA", **HOUSEHOLD),
@@ -375,20 +381,8 @@ def test_records_filed_one_by_one_review_twins_named_as_forms_of_one_name(
 ) -> None:
     """As the batch linker: the index's counts (read for the candidate's first name too,
     since it is a form of the new record's) say Amelia and Emily are each a name."""
-    for n in range(21):
-        for given in ("Amelia", "Emily", "Oliver"):
-            identity.link_patient(
-                session,
-                source_patient(
-                    f"{given[:2].lower()}{n}",
-                    "urn:ods:Z90001",
-                    given=given,
-                    family=f"Family{n:02d}x",
-                    birth=f"19{40 + n}-0{1 + n % 9}-1{n % 10}",
-                    postcode=f"LS{n} 1AA",
-                ),
-                now=NOW,
-            )
+    for patient in _namesakes(21):
+        identity.link_patient(session, patient, now=NOW)
 
     def file(patient_id: str, source: str, **kwargs: Any) -> identity.LinkOutcome:
         return identity.link_patient(

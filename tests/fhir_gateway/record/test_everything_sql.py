@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent.audit import Action, Outcome, record_for
 from consent.context import AccessContext, CallerKind
 from consent.visibility import Predicate, decide, visibility
 from fhir_gateway.audit.models import AuditEventRow
@@ -29,6 +28,7 @@ from tests.fhir_gateway.access.worlds import (
     describe,
     facts_for,
     parse,
+    read_access,
     worlds,
 )
 
@@ -79,18 +79,7 @@ def _check(session: Session, world: World) -> list[str]:
                 def access(
                     query: str, caller: AccessContext = caller, predicate: Predicate = predicate
                 ) -> ReadAccess:
-                    return ReadAccess(
-                        predicate=predicate,
-                        now=NOW,
-                        audit=record_for(
-                            caller,
-                            recorded_at=NOW,
-                            action=Action.READ,
-                            interaction="$everything",
-                            outcome=Outcome.SUCCESS,
-                            query=query,
-                        ),
-                    )
+                    return read_access(caller, predicate, query, interaction="$everything")
 
                 # Page through two at a time, then the whole record at once.
                 got: list[str] = []

@@ -27,12 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.agreements import Agreement
-from consent.audit import Action, Outcome, record_for
 from consent.context import AccessContext, CallerKind
 from consent.visibility import Predicate, decide, visibility
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.store.reads import (
-    ReadAccess,
     _compiled,
     _params,
     group_answers,
@@ -47,6 +45,7 @@ from tests.fhir_gateway.access.worlds import (
     describe,
     facts_for,
     parse,
+    read_access,
     worlds,
 )
 
@@ -74,21 +73,6 @@ def _world_written(
         yield stored, driver, asked
     finally:
         savepoint.rollback()
-
-
-def _read_access(caller: AccessContext, predicate: Predicate, query: str) -> ReadAccess:
-    return ReadAccess(
-        predicate=predicate,
-        now=NOW,
-        audit=record_for(
-            caller,
-            recorded_at=NOW,
-            action=Action.READ,
-            interaction="read",
-            outcome=Outcome.SUCCESS,
-            query=query,
-        ),
-    )
 
 
 def _permitted(
@@ -124,7 +108,7 @@ def _check(session: Session, world: World) -> list[str]:
                 found_alone = set()
                 for k, (kind, ident) in enumerate(asked):
                     given = _params(
-                        _read_access(caller, predicate, f"{marker}/alone/{k}"),
+                        read_access(caller, predicate, f"{marker}/alone/{k}"),
                         resource_type=kind,
                         resource_id=ident,
                     )
@@ -135,7 +119,7 @@ def _check(session: Session, world: World) -> list[str]:
                     (
                         NOW,
                         group_read(
-                            _read_access(caller, predicate, f"{marker}/group/{k}"),
+                            read_access(caller, predicate, f"{marker}/group/{k}"),
                             resource_type=kind,
                             resource_id=ident,
                         )[2],
@@ -203,7 +187,7 @@ def _check_mixed(session: Session, world: World) -> list[str]:
             predicates[n] = predicate
             for k, (kind, ident) in enumerate(asked):
                 key, _shape, params = group_read(
-                    _read_access(caller, predicate, f"/fhir/hv-mixed-{n}/{k}"),
+                    read_access(caller, predicate, f"/fhir/hv-mixed-{n}/{k}"),
                     resource_type=kind,
                     resource_id=ident,
                 )
