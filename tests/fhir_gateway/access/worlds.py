@@ -196,16 +196,21 @@ def system(client: str, organisation: str | None = None) -> AccessContext:
 
 
 def read_access(
-    caller: AccessContext, predicate: Predicate, query: str, *, interaction: str = "read"
+    caller: AccessContext,
+    predicate: Predicate,
+    query: str,
+    *,
+    interaction: str = "read",
+    now: datetime = NOW,
 ) -> ReadAccess:
-    """What a reader is given for ``caller``'s read at ``NOW``: their predicate and the audit
+    """What a reader is given for ``caller``'s read at ``now``: their predicate and the audit
     record of a successful ``interaction`` asking ``query``."""
     return ReadAccess(
         predicate=predicate,
-        now=NOW,
+        now=now,
         audit=record_for(
             caller,
-            recorded_at=NOW,
+            recorded_at=now,
             action=Action.READ,
             interaction=interaction,
             outcome=Outcome.SUCCESS,

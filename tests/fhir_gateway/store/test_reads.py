@@ -13,7 +13,6 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select
 
-from consent.audit import Action, Outcome, record_for
 from consent.context import context_from_claims
 from consent.visibility import Const, Predicate, SourceIn
 from fhir_gateway.audit.models import AuditEventRow
@@ -22,6 +21,7 @@ from fhir_gateway.store import service
 from fhir_gateway.store.reads import ConnectionReader, PostgresReader, ReadAccess, reader_for
 from tests.conftest import own_engine
 from tests.factories import fhir
+from tests.fhir_gateway.access.worlds import read_access
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -192,19 +192,7 @@ def _caller(user: str, role: str = "R8000") -> Any:
 
 
 def _access_as(context: Any, predicate: Predicate, query: str) -> ReadAccess:
-    now = datetime.now(UTC)
-    return ReadAccess(
-        predicate=predicate,
-        now=now,
-        audit=record_for(
-            context,
-            recorded_at=now,
-            action=Action.READ,
-            interaction="read",
-            outcome=Outcome.SUCCESS,
-            query=query,
-        ),
-    )
+    return read_access(context, predicate, query, now=datetime.now(UTC))
 
 
 def _noting_groups(engine: Engine) -> tuple[PostgresReader, list[int]]:
