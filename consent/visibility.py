@@ -37,6 +37,11 @@ and the directory.
 
 Fail closed: a caller the agreement does not know, or an organisation that is not a party,
 sees only its own organisation's records.
+
+Whatever the caller, where their SMART scopes narrow a type by search parameters
+(``consent.context``), a resource of that type must also match one of the scopes' queries
+(``InScope``, ANDed with the rest): the app asked for less, and gets no more than it asked
+for, its own organisation's records included.
 """
 
 from collections.abc import Iterable
@@ -50,7 +55,7 @@ from consent.agreements import (
     Agreement,
     types_of,
 )
-from consent.context import AccessContext, CallerKind, Purpose
+from consent.context import AccessContext, CallerKind, Purpose, TokenCriterion
 from consent.directives import Directive
 from consent.relationships import Relationship
 
@@ -153,8 +158,19 @@ class DirectivesAllow:
     lift_objections: bool
 
 
+@dataclass(frozen=True, slots=True)
+class InScope:
+    """The caller's scopes narrow reads of some types (``AccessContext.narrowed_reads``): a
+    resource of a type in ``narrowed`` must meet every criterion of one of its type's
+    queries, matched against the token values the search index holds for the resource; a
+    resource of any other type passes."""
+
+    narrowed: tuple[tuple[str, tuple[tuple[TokenCriterion, ...], ...]], ...]
+
+
 Predicate = (
     Const
+    | InScope
     | AnyOf
     | AllOf
     | SourceIn
@@ -224,7 +240,25 @@ def needs_explicit_consent(agreement: Agreement, recipient: str | None, source: 
 def visibility(
     context: AccessContext, agreement: Agreement, *, sensitive_categories: frozenset[str]
 ) -> Predicate:
-    """The predicate over stored resources that this caller may see (see the module doc)."""
+    """The predicate over stored resources that this caller may see (see the module doc):
+    ``InScope`` first where the scopes narrow some type, then what consent permits."""
+    permitted = _permitted(context, agreement)
+    narrowed = context.narrowed_reads()
+    return all_of(InScope(narrowed), permitted) if narrowed else permitted
+
+
+def scope_part(predicate: Predicate) -> InScope | None:
+    """The ``InScope`` test ``visibility`` put first in ``predicate`` (or in a tree
+    ``specialise`` made of it), if any: what the caller's scopes leave in view, so that a
+    notice of what consent withheld counts only what the caller asked to see."""
+    if isinstance(predicate, InScope):
+        return predicate
+    if isinstance(predicate, AllOf) and isinstance(predicate.items[0], InScope):
+        return predicate.items[0]
+    return None
+
+
+def _permitted(context: AccessContext, agreement: Agreement) -> Predicate:
     directory = all_of(NoPatient(), TypeIn(DIRECTORY_TYPES))
     if context.kind is CallerKind.PATIENT:
         assert context.patient is not None
@@ -339,6 +373,8 @@ class ResourceFacts:
     relationships: tuple[Relationship, ...] = ()
     directives: tuple[Directive, ...] = ()
     grants: tuple[Grant, ...] = ()
+    # The resource's token values as searched: (parameter, system, code).
+    tokens: frozenset[tuple[str, str | None, str | None]] = frozenset()
 
 
 def _directives_allow(
@@ -373,6 +409,15 @@ def _directives_allow(
     return best_deny == -1 or best_deny < best_permit
 
 
+def in_scope(context: AccessContext, facts: ResourceFacts) -> bool:
+    """Whether the caller's scopes ask for the resource (``InScope``, plainly)."""
+    return all(
+        facts.resource_type != resource_type
+        or any(all(criterion.matches(facts.tokens) for criterion in query) for query in queries)
+        for resource_type, queries in context.narrowed_reads()
+    )
+
+
 def decide(
     context: AccessContext,
     facts: ResourceFacts,
@@ -382,6 +427,8 @@ def decide(
     now: datetime,
 ) -> bool:
     """Whether ``context`` may see the resource described by ``facts`` (the reference)."""
+    if not in_scope(context, facts):
+        return False
     is_directory = facts.patient_id is None and facts.resource_type in DIRECTORY_TYPES
     if context.kind is CallerKind.PATIENT:
         if is_directory:

@@ -42,6 +42,7 @@ from consent.context import (
     Scope,
     context_from_claims,
     parse_scopes,
+    query_text,
 )
 from fhir_gateway.audit.repository import add_events
 from fhir_gateway.auth.clients import OAuthError
@@ -138,21 +139,25 @@ def _covers(wider: Scope, narrower: Scope) -> bool:
         wider.context == narrower.context
         and wider.resource_type in ("*", narrower.resource_type)
         and narrower.permissions <= wider.permissions
+        and wider.query in ((), narrower.query)
     )
 
 
 def scope_text(scope: Scope) -> str:
     """A scope as SMART v2 text."""
     letters = "".join(p for p in PERMISSIONS if p in scope.permissions)
-    return f"{scope.context}/{scope.resource_type}.{letters}"
+    query = f"?{query_text(scope.query)}" if scope.query else ""
+    return f"{scope.context}/{scope.resource_type}.{letters}{query}"
 
 
 def grant_scope(requested: str, held: str) -> str:
     """The SMART resource scopes both asked for and held (as SMART v2 text).
 
     Each asked-for scope is intersected with each held one of the same context: the more
-    specific resource type, the permissions both have. A scope another granted one covers
-    is left out. Other scopes (``openid``, ``launch/patient``...) grant nothing here.
+    specific resource type, the permissions both have, and the narrower query (where both
+    are narrowed by different queries, nothing: their intersection is not one query). A
+    scope another granted one covers is left out. Other scopes (``openid``,
+    ``launch/patient``...) grant nothing here.
     """
     granted: list[Scope] = []
     for asked in parse_scopes(requested):
@@ -165,9 +170,12 @@ def grant_scope(requested: str, held: str) -> str:
                 resource_type = asked.resource_type
             else:
                 continue
+            if asked.query and have.query and asked.query != have.query:
+                continue
             permissions = asked.permissions & have.permissions
             if permissions:
-                granted.append(Scope(asked.context, resource_type, frozenset(permissions)))
+                query = asked.query or have.query
+                granted.append(Scope(asked.context, resource_type, frozenset(permissions), query))
     kept: list[Scope] = []
     for i, scope in enumerate(granted):
         if scope in kept:

@@ -94,6 +94,7 @@ from fhir_gateway.store.visibility import (
     array_literal,
     compile_visibility_live,
     compile_visibility_shared,
+    scope_of,
     something_withheld,
     withheld_candidates,
     withheld_clause,
@@ -187,7 +188,11 @@ def in_session(
     withheld = False
     if query.cursor is None and query.tell_withheld:
         withheld = something_withheld(
-            db, patient_ids=list(patient_ids), visible=forms.within, types=list(query.types) or None
+            db,
+            patient_ids=list(patient_ids),
+            visible=forms.within,
+            types=list(query.types) or None,
+            in_scope=scope_of(access.predicate),
         )
     return EverythingResult(person_id, page, withheld)
 
@@ -344,11 +349,16 @@ def _compile_page(within_tree: Predicate, predicate: Predicate, shape: Shape) ->
     withheld: Any = literal(False)
     if shape.withheld:
         types = row.resource_type == any_(slot("types", _TextArray())) if shape.types else None
-        withheld = withheld_clause(patients=theirs, visible=within, types=types)
+        in_scope = scope_of(predicate)
+        withheld = withheld_clause(patients=theirs, visible=within, types=types, in_scope=in_scope)
         if whole is not None and not (shape.since or shape.start or shape.end):
             # A whole page holding every row the notice counts hides none of them: no need
             # to test each row again (only when some is missing, is it sealed or withheld?).
-            candidates = select(func.count()).select_from(row).where(*withheld_scope(theirs, types))
+            candidates = (
+                select(func.count())
+                .select_from(row)
+                .where(*withheld_scope(theirs, types, in_scope))
+            )
             shown = (
                 select(func.count())
                 .select_from(page)

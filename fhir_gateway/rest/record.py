@@ -22,7 +22,7 @@ from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import service
 from fhir_gateway.store.everything import everything
 from fhir_gateway.store.repository import StoredResource
-from fhir_gateway.store.visibility import something_withheld
+from fhir_gateway.store.visibility import scope_of, something_withheld
 
 router = APIRouter(prefix="/record", tags=["record"], dependencies=[Depends(authenticate)])
 
@@ -63,7 +63,10 @@ def record_summary(request: Request, patient_id: str) -> Response:
         add_events(session, consent.per_person(record, persons))
         # Never for the person themselves: it would hint at what is not for them.
         withheld = context.kind is not CallerKind.PATIENT and something_withheld(
-            session, patient_ids=list(patient_ids), visible=visible
+            session,
+            patient_ids=list(patient_ids),
+            visible=visible,
+            in_scope=scope_of(consent.visible_sync(request)),
         )
     summary = {
         "person": f"Person/{person_id}" if person_id else None,

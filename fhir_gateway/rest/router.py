@@ -69,6 +69,7 @@ from fhir_gateway.store.reads import PostgresReader, ReadAccess, ResourceReader
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.store.visibility import (
     compile_visibility_live,
+    scope_of,
     something_withheld,
 )
 from fhir_gateway.validation import (
@@ -674,7 +675,7 @@ class _SearchPlan:
             forms = person_visibility(self.predicate, who.facts, ids, now=self.now)
             visible = forms.within if self.by_patient else forms.guarded
             if self.may_tell:
-                withholding = statement.Withholding(patient, ids, visible)
+                withholding = statement.Withholding(patient, ids, visible, scope_of(self.predicate))
         try:
             selected = statement.page_select(
                 self.request,
@@ -764,6 +765,7 @@ def _search_in_session(
                 patient_ids=sorted({*joined, patient}),
                 visible=visible,
                 types=[search_request.resource_type],
+                in_scope=scope_of(plan.predicate),
             )
     return result.page, included, withheld
 

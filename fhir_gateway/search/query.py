@@ -41,7 +41,6 @@ from fhir_gateway.search.params import (
     split_prefix,
     split_token,
 )
-from fhir_gateway.search.storage import stored
 from fhir_gateway.search.text import normalize
 from fhir_gateway.store.models import (
     ResourceRow,
@@ -52,7 +51,7 @@ from fhir_gateway.store.models import (
     search_token,
 )
 from fhir_gateway.store.repository import StoredResource, get_by_pks
-from fhir_gateway.store.visibility import in_set
+from fhir_gateway.store.visibility import param_rows
 
 _TABLE_FOR = {
     ParamType.TOKEN: search_token,
@@ -117,22 +116,6 @@ def _criterion(
         # :not matches resources with no value matching (including those with no value at all).
         return not_(exists().where(table.c.resource_pk == row.pk, scope, match))
     return row.pk.in_(select(table.c.resource_pk).where(scope, match))
-
-
-def param_rows(table: Any, resource_type: str, code: str) -> ColumnElement[bool]:
-    """The index rows of ``table`` that answer ``resource_type``'s parameter ``code``: its own,
-    or those of the parameters it is derived from (``fhir_gateway.search.storage``)."""
-    rows = stored(resource_type, code)
-    clause = _one_of(table.c.param, rows.params)
-    if rows.targets:
-        clause = and_(clause, _one_of(table.c.target_type, rows.targets))
-    return clause
-
-
-def _one_of(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
-    # Never an expanding IN: its SQL would depend on the values, and a statement whose SQL
-    # is not fixed cannot be compiled once and run raw (``store.raw``).
-    return column == values[0] if len(values) == 1 else in_set(column, values)
 
 
 def _id_criterion(c: Criterion, row: Any) -> ColumnElement[bool]:

@@ -69,6 +69,7 @@ class Withholding:
     patient_id: str
     patient_ids: list[str]  # the person's source patients
     visible: ColumnElement[bool]  # the caller's predicate for rows of that person
+    in_scope: ColumnElement[bool] | None = None  # what the caller's scopes ask for (scope_of)
 
 
 # The patient searched about, found by its key (made once: an alias is costly to make).
@@ -150,6 +151,7 @@ def page_select(
                 withheld_clause(
                     patients=in_set(row.patient_id, withholding.patient_ids),
                     visible=withholding.visible,
+                    in_scope=withholding.in_scope,
                     types=row.resource_type == request.resource_type,
                 ),
             )

@@ -49,6 +49,7 @@ from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
+from consent.context import TokenCriterion
 from consent.directives import CONFIDENTIALITY_AT_LEAST
 from consent.visibility import (
     AllOf,
@@ -56,6 +57,7 @@ from consent.visibility import (
     BrokeGlass,
     Const,
     DirectivesAllow,
+    InScope,
     NoPatient,
     NotLabelled,
     OwnPerson,
@@ -65,6 +67,7 @@ from consent.visibility import (
     SensitivityWithin,
     SourceIn,
     TypeIn,
+    scope_part,
 )
 from fhir_gateway.access.models import (
     BreakGlassGrantRow,
@@ -72,7 +75,10 @@ from fhir_gateway.access.models import (
     ConsentDirectiveRow,
 )
 from fhir_gateway.identity.models import IdentityRecord
-from fhir_gateway.store.models import ResourceRow, UtcDateTime
+from fhir_gateway.search.model import ParamType
+from fhir_gateway.search.registry import SEARCH_PARAMS
+from fhir_gateway.search.storage import stored
+from fhir_gateway.store.models import ResourceRow, UtcDateTime, search_token
 
 # The policy's own constants, written into the SQL rather than sent as parameters (they never
 # change, and every parameter is one more for the drivers to bind on every execution).
@@ -213,6 +219,22 @@ def _lacks_default(element: Lacks, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(Lacks, "sqlite")
 def _lacks_sqlite(element: Lacks, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.exact, **kw)
+
+
+def param_rows(table: Any, resource_type: str, code: str) -> ColumnElement[bool]:
+    """The index rows of ``table`` that answer ``resource_type``'s parameter ``code``: its own,
+    or those of the parameters it is derived from (``fhir_gateway.search.storage``)."""
+    rows = stored(resource_type, code)
+    clause = _one_of(table.c.param, rows.params)
+    if rows.targets:
+        clause = and_(clause, _one_of(table.c.target_type, rows.targets))
+    return clause
+
+
+def _one_of(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
+    # Never an expanding IN: its SQL would depend on the values, and a statement whose SQL
+    # is not fixed cannot be compiled once and run raw (``store.raw``).
+    return column == values[0] if len(values) == 1 else in_set(column, values)
 
 
 def in_person(column: Any, patient_column: Any, row: Any = None) -> ColumnElement[bool]:
@@ -380,7 +402,69 @@ def _compile(
         )
     if isinstance(node, DirectivesAllow):
         return _directives_allow(node, now, row)
+    if isinstance(node, InScope):
+        return in_scope(node, row)
     raise UncompilablePredicate(f"No SQL for predicate {type(node).__name__}")
+
+
+def in_scope(node: InScope, row: Any = ResourceRow) -> ColumnElement[bool]:
+    """SQL for ``InScope`` over ``row``: a row of a narrowed type has, for every criterion
+    of one of its type's queries, a matching value in the token index. The index holds the
+    current version's values only, so a row of ``resource_history`` (``row`` has a
+    ``resource_pk``) is in scope only if it is the current version and that is."""
+    history = hasattr(row, "resource_pk")
+    resource_pk = row.resource_pk if history else row.pk
+    per_type = []
+    for resource_type, queries in node.narrowed:
+        matched = or_(
+            *(
+                and_(*(_criterion(resource_type, c, resource_pk) for c in query))
+                for query in queries
+            )
+        )
+        per_type.append(and_(row.resource_type == literal(resource_type), matched))
+    if history:
+        current = aliased(ResourceRow)
+        per_type = [
+            and_(
+                clause,
+                exists(
+                    select(_ONE).where(
+                        current.pk == row.resource_pk, current.version_id == row.version_id
+                    )
+                ),
+            )
+            for clause in per_type
+        ]
+    types = [resource_type for resource_type, _ in node.narrowed]
+    return or_(not_(in_set(row.resource_type, types)), *per_type)
+
+
+def _criterion(resource_type: str, criterion: TokenCriterion, resource_pk: Any) -> Any:
+    """A value of the criterion's parameter matches one of its values. A parameter the type
+    does not have, or one that is not a token parameter, matches nothing."""
+    param = SEARCH_PARAMS.get(resource_type, {}).get(criterion.param)
+    if param is None or param.type is not ParamType.TOKEN:
+        return false()
+    t = search_token.c
+    values = []
+    for system, code in criterion.values:
+        clauses = []
+        if code is not None:
+            clauses.append(t.code == literal(code))
+        if system == "":
+            clauses.append(t.system.is_(None))
+        elif system is not None:
+            clauses.append(t.system == literal(system))
+        values.append(and_(*clauses))
+    return exists(
+        select(_ONE).where(
+            t.resource_pk == resource_pk,
+            t.resource_type == literal(resource_type),
+            param_rows(search_token, resource_type, criterion.param),
+            or_(*values),
+        )
+    )
 
 
 def _related(
@@ -518,17 +602,27 @@ def withheld_candidates(source_org: Any, resource_type: Any) -> list[ColumnEleme
     return [source_org.is_not(None), resource_type != "Consent"]
 
 
+def scope_of(predicate: Predicate) -> ColumnElement[bool] | None:
+    """SQL for what the caller's scopes leave in view (``consent.visibility.scope_part``),
+    over the ``resource`` table; None where the scopes narrow nothing."""
+    part = scope_part(predicate)
+    return None if part is None else compile_visibility_shared(part)
+
+
 def withheld_scope(
-    patients: ColumnElement[bool], types: ColumnElement[bool] | None = None
+    patients: ColumnElement[bool],
+    types: ColumnElement[bool] | None = None,
+    in_scope: ColumnElement[bool] | None = None,
 ) -> list[ColumnElement[bool]]:
     """The current resources the withheld notice is about: of the patients ``patients``
-    selects, of the types ``types`` selects, recorded by a source (see ``withheld_clause``)."""
+    selects, of the types ``types`` selects, that the caller's scopes ask for (``in_scope``:
+    ``scope_of`` the caller's predicate), recorded by a source (see ``withheld_clause``)."""
     scope = [
         patients,
         ResourceRow.deleted.is_(False),
         *withheld_candidates(ResourceRow.source_org, ResourceRow.resource_type),
     ]
-    return scope if types is None else [*scope, types]
+    return scope + [c for c in (types, in_scope) if c is not None]
 
 
 def withheld_clause(
@@ -536,15 +630,18 @@ def withheld_clause(
     patients: ColumnElement[bool],
     visible: ColumnElement[bool],
     types: ColumnElement[bool] | None = None,
+    in_scope: ColumnElement[bool] | None = None,
 ) -> ColumnElement[bool]:
     """SQL: some current resource of the patients ``patients`` selects (of the types
-    ``types`` selects) is hidden from the caller, leaving out sealed items (whose very
-    existence is not to be hinted at). Only what a source recorded counts: not carejoin's own
-    identity records, and not the person's choices (a Consent sealing an item names it); and
-    so ``NOT visible`` never meets a row without a source or a patient."""
+    ``types`` selects, within the caller's scopes ``in_scope``) is hidden from the caller,
+    leaving out sealed items (whose very existence is not to be hinted at). Only what a
+    source recorded counts: not carejoin's own identity records, and not the person's
+    choices (a Consent sealing an item names it); and so ``NOT visible`` never meets a row
+    without a source or a patient. What the caller's scopes did not ask for is not withheld
+    from them: they did not ask (``in_scope``)."""
     sealed = _SEALED
     conditions = [
-        *withheld_scope(patients, types),
+        *withheld_scope(patients, types, in_scope),
         not_(visible),
         not_(
             exists(
@@ -564,6 +661,7 @@ def something_withheld(
     patient_ids: list[str],
     visible: ColumnElement[bool],
     types: list[str] | None = None,
+    in_scope: ColumnElement[bool] | None = None,
 ) -> bool:
     """Whether any current resource of these patients is hidden from the caller (see
     ``withheld_clause``). Answers yes or no, never how many or what: the search result says
@@ -574,5 +672,6 @@ def something_withheld(
         patients=in_set(ResourceRow.patient_id, patient_ids),
         visible=visible,
         types=ResourceRow.resource_type.in_(types) if types else None,
+        in_scope=in_scope,
     )
     return bool(session.scalar(select(clause)))

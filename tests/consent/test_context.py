@@ -44,7 +44,16 @@ def test_scopes_parse(text: str, context: str, resource_type: str, permissions: 
         "user/Observation.rx",
         "user/Observation.sr",  # v2 letters must be in c r u d s order
         "user/Observation.rr",
-        "user/Observation.rs?category=laboratory",  # narrowing is not supported: fails closed
+        "user/*.rs?category=laboratory",  # narrowing a wildcard type: no
+        "user/Observation.cud?category=vital-signs",  # a narrowed scope grants no writes
+        "user/Observation.rs?",
+        "user/Observation.rs?category=",
+        "user/Observation.rs?category=a,,b",
+        "user/Observation.rs?category=|",
+        "user/Observation.rs?category:not=laboratory",  # modifiers: no
+        "user/Observation.rs?subject.name=x",  # chains: no
+        "user/Observation.rs?code=a\\|b",  # escapes: no
+        "user/Observation.rs?category",  # no value
         "admin/*.cruds",
         "user/.rs",
     ],

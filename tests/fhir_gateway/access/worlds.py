@@ -16,7 +16,7 @@ part of a world.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from consent.agreements import Agreement, parse_agreement
 from consent.audit import Action, Outcome, record_for
-from consent.context import AccessContext, CallerKind, Purpose
+from consent.context import AccessContext, CallerKind, Purpose, Scope, TokenCriterion
 from consent.directives import Directive
 from consent.relationships import Relationship
 from consent.visibility import (
@@ -46,7 +46,9 @@ from fhir_gateway.access.models import (
 from fhir_gateway.access.people import person_facts
 from fhir_gateway.access.request import person_visibility
 from fhir_gateway.identity.models import IdentityRecord
-from fhir_gateway.store.models import ResourceRow
+from fhir_gateway.search.model import ParamType
+from fhir_gateway.search.registry import SEARCH_PARAMS
+from fhir_gateway.store.models import ResourceRow, search_token
 from fhir_gateway.store.reads import ReadAccess
 from fhir_gateway.store.visibility import compile_visibility, compile_visibility_live
 
@@ -103,6 +105,14 @@ SECURITY = (
 # What a directive may be narrowed to (``provision.securityLabel``): the categories resources
 # carry, one they never do, and the confidentiality codes (``R`` covers R and V).
 DIRECTIVE_LABELS = (*LABELS, "fertility", "R", "V")
+# Token values resources carry and narrowed scopes ask for: the parameters (as indexed), and
+# a few systems and codes. A scope may also name a parameter the type lacks, or one that is
+# not a token parameter (both match nothing).
+TOKEN_PARAMS = ("category", "status", "code")
+SCOPE_PARAMS = (*TOKEN_PARAMS, *TOKEN_PARAMS, "nonsense", "subject")
+SYSTEMS = ("http://example.org/s1", "http://example.org/s2")
+NARROWABLE = ("Observation", "Condition", "Encounter", "Patient", "Organization")
+CODES = ("a", "b")
 MOMENTS = (
     NOW - timedelta(days=1),
     NOW - timedelta(microseconds=1),
@@ -120,6 +130,8 @@ class Resource:
     patient: str | None
     sensitivity: frozenset[str] = frozenset()
     security: tuple[tuple[str, str], ...] = ()
+    # Token index entries: (parameter, system, code).
+    tokens: tuple[tuple[str, str | None, str | None], ...] = ()
 
     @property
     def key(self) -> str:
@@ -311,6 +323,62 @@ def agreements(draw: st.DrawFn, *, generous: bool = False) -> dict[str, Any]:
     }
 
 
+def _indexed_tokens(resource_type: str) -> tuple[str, ...]:
+    params = SEARCH_PARAMS.get(resource_type, {})
+    return tuple(p for p in TOKEN_PARAMS if p in params and params[p].type is ParamType.TOKEN)
+
+
+@st.composite
+def _tokens(draw: st.DrawFn, resource_type: str) -> tuple[tuple[str, str | None, str], ...]:
+    """Token index entries of a resource, of the parameters its type has."""
+    params = _indexed_tokens(resource_type)
+    if not params:
+        return ()
+    entry = st.tuples(
+        st.sampled_from(params), st.sampled_from([*SYSTEMS, None]), st.sampled_from(CODES)
+    )
+    return tuple(draw(st.lists(entry, unique=True, max_size=3)))
+
+
+_VALUE = st.one_of(
+    st.tuples(st.none(), st.sampled_from(CODES)),
+    st.tuples(st.sampled_from(SYSTEMS), st.sampled_from(CODES)),
+    st.tuples(st.just(""), st.sampled_from(CODES)),
+    st.tuples(st.sampled_from(SYSTEMS), st.none()),
+)
+
+
+@st.composite
+def _scopes(draw: st.DrawFn, context: str, *, always: bool = False) -> tuple[Scope, ...]:
+    """Usually no scopes (consent alone decides); else (``always``) narrowed scopes,
+    sometimes with whole-type ones beside them (which may or may not lift the narrowing)."""
+    if not always and draw(st.integers(0, 2)) > 0:
+        return ()
+    narrowable = list(NARROWABLE)
+    criterion = st.builds(
+        TokenCriterion,
+        st.sampled_from(SCOPE_PARAMS),
+        st.lists(_VALUE, min_size=1, max_size=2, unique=True).map(tuple),
+    )
+    narrowed = st.builds(
+        Scope,
+        st.just(context),
+        st.sampled_from(narrowable),
+        st.sampled_from([frozenset("rs"), frozenset("r"), frozenset("s")]),
+        st.lists(criterion, min_size=1, max_size=2).map(tuple),
+    )
+    whole = st.builds(
+        Scope,
+        st.just(context),
+        st.sampled_from(["*", *narrowable]),
+        st.sampled_from([frozenset("rs"), frozenset("r"), frozenset("s"), frozenset("cud")]),
+    )
+    return (
+        *draw(st.lists(narrowed, min_size=1, max_size=3)),
+        *draw(st.lists(whole, max_size=2)),
+    )
+
+
 def _callers(
     parties: Sequence[str], patient_ids: Sequence[str], *, staff_only: bool
 ) -> st.SearchStrategy[list[AccessContext]]:
@@ -423,9 +491,11 @@ def _grant(practitioners: Sequence[str], patient_ids: Sequence[str]) -> st.Searc
 
 
 @st.composite
-def worlds(draw: st.DrawFn, *, generous: bool = False) -> World:
+def worlds(draw: st.DrawFn, *, generous: bool = False, narrowed: bool = False) -> World:
     """A random world. A ``generous`` one has a generous agreement, one person and staff
-    callers only, so that relationships, directives and break-glass decide most answers."""
+    callers only, so that relationships, directives and break-glass decide most answers. In a
+    ``narrowed`` one every caller's scopes narrow some type, and the records are of the
+    types they narrow, so that the scopes' queries decide many answers."""
     document = draw(agreements(generous=generous))
     # Sometimes a category resources were labelled with is no longer in force (withdrawn from
     # the value sets after they were written): the agreement cannot name it any more.
@@ -462,16 +532,27 @@ def worlds(draw: st.DrawFn, *, generous: bool = False) -> World:
             resource_type = draw(st.sampled_from(DIRECTORY))
             owner = draw(st.one_of(st.none(), st.none(), st.sampled_from(patient_ids)))
         else:
-            resource_type = draw(st.sampled_from(RECORD_TYPES))
+            resource_type = draw(st.sampled_from(NARROWABLE[:3] if narrowed else RECORD_TYPES))
             owner = draw(
                 st.one_of(st.sampled_from(patient_ids), st.sampled_from(patient_ids), st.none())
             )
         source = draw(st.sampled_from([*sources, None]))
         resources.append(
-            Resource(resource_type, f"hv-r{i}", source, owner, draw(labels), draw(security))
+            Resource(
+                resource_type,
+                f"hv-r{i}",
+                source,
+                owner,
+                draw(labels),
+                draw(security),
+                draw(_tokens(resource_type)),
+            )
         )
     keys = [r.key for r in resources]
-    callers = draw(_callers(parties, patient_ids, staff_only=generous))
+    callers = [
+        replace(caller, scopes=draw(_scopes(caller.kind.value, always=narrowed)))
+        for caller in draw(_callers(parties, patient_ids, staff_only=generous))
+    ]
     # Relationships: random ones, and some with the callers' own organisations and users, so
     # that the rules, directives and break-glass are reached often.
     staff = [c for c in callers if c.kind is CallerKind.USER]
@@ -546,6 +627,19 @@ def _write(session: Session, world: World) -> dict[str, int]:
         )
     )
     by_key = {r.key: pk for r, pk in zip(resources, pks, strict=True)}
+    tokens = [
+        {
+            "resource_pk": by_key[r.key],
+            "resource_type": r.resource_type,
+            "param": param,
+            "system": system,
+            "code": code,
+        }
+        for r in resources
+        for param, system, code in r.tokens
+    ]
+    if tokens:
+        session.execute(insert(search_token), tokens)
     filed = [
         {"patient_id": p, "person_id": person, "features": "{}", "updated_at": NOW}
         for p, person in world.patients.items()
@@ -623,6 +717,7 @@ def facts_for(world: World, resource: Resource) -> ResourceFacts:
         relationships=tuple(r for r in world.relationships if r.patient_id in person),
         directives=tuple(d for d in world.directives if d.patient_id in person),
         grants=tuple(g for g in world.grants if g.patient_id in person),
+        tokens=frozenset(resource.tokens),
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consent.context import AccessContext, CallerKind
-from consent.visibility import Predicate, decide, visibility
+from consent.visibility import Predicate, decide, in_scope, visibility
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.outcomes import NotFound
 from fhir_gateway.record.everything import EverythingQuery, in_session
@@ -72,6 +72,8 @@ def _check(session: Session, world: World) -> list[str]:
                     and r.resource_type != "Consent"
                     and r.key not in sealed
                     and not permitted(r)
+                    # What the caller's scopes did not ask for is not withheld from them.
+                    and in_scope(caller, facts_for(world, r))
                     for r in theirs
                 )
                 marker = f"/fhir/hv-{n}-{patient_id}"
