@@ -55,7 +55,7 @@ def test_generous_agreements_compiled_and_reference_agree(session: Session, worl
     assert disagreements(compare(session, world, per_person=True), world) == []
 
 
-@PROPERTY
+@settings(PROPERTY, max_examples=40)
 @given(world=worlds(narrowed=True))
 def test_narrowed_scopes_compiled_and_reference_agree(session: Session, world: World) -> None:
     # Every caller's scopes narrow some type by token search parameters, and the records
