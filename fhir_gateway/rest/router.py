@@ -361,6 +361,10 @@ async def patient_match(request: Request) -> Response:
         # Matching searches every source's demographics: only the systems the agreement
         # names may ask (a member of staff finds a person by searching their shared record).
         raise Forbidden("The sharing agreement does not name this caller for Patient/$match")
+    if any(resource_type == "Patient" for resource_type, _ in context.narrowed_reads()):
+        # Matching answers from every source's demographics, not through the caller's
+        # predicate: a token that asked for only some Patients may not use it.
+        raise Forbidden("Patient/$match needs a Patient scope not narrowed by search parameters")
     data = await _resource_body(request)
     if data.get("resourceType") != "Parameters":
         raise Invalid("Patient/$match takes a Parameters resource")

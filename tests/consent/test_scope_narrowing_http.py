@@ -298,3 +298,20 @@ def test_an_organisation_s_own_records_are_narrowed_too(
     headers = bearer(issuer, user_claims("doc-Z9H-1", organization="Z9H", scope=PROBLEMS))
     assert client.get(f"/fhir/Condition/{world.problem}", headers=headers).status_code == 200
     assert client.get(f"/fhir/Condition/{world.diagnosis}", headers=headers).status_code == 404
+
+
+def test_match_needs_a_patient_scope_that_is_not_narrowed(
+    client: TestClient, issuer: DevelopmentIssuer, world: World
+) -> None:
+    # $match answers from every source's demographics, outside the caller's predicate.
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": fhir.patient(family="Scoped")}],
+    }
+    claims = {"sub": "test-system", "client_id": "test-system"}
+    narrowed = bearer(issuer, {**claims, "scope": "system/Patient.rs?gender=female"})
+    whole = bearer(issuer, {**claims, "scope": "system/Patient.rs"})
+    refused = client.post("/fhir/Patient/$match", json=parameters, headers=narrowed)
+    assert refused.status_code == 403
+    assert "narrowed" in refused.json()["issue"][0]["diagnostics"]
+    assert client.post("/fhir/Patient/$match", json=parameters, headers=whole).status_code == 200
