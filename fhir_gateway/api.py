@@ -22,7 +22,12 @@ from fhir_gateway.access.request import (
 )
 from fhir_gateway.access.service import AgreementStore
 from fhir_gateway.audit.repository import add_events
-from fhir_gateway.auth.dependencies import access, authenticate, require_scope
+from fhir_gateway.auth.dependencies import (
+    access,
+    authenticate,
+    require_scope,
+    require_whole_scope,
+)
 from fhir_gateway.db import Base, UnitOfWork
 from fhir_gateway.events import Deferred, Dispatcher, Event, Handler, combine
 from fhir_gateway.feeds import ODS_SYSTEM, organization, source_uri
@@ -101,6 +106,7 @@ __all__ = [
     "records_of",
     "registrations",
     "require_scope",
+    "require_whole_scope",
     "source_uri",
     "update",
     "visible_for_person",

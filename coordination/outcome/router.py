@@ -27,7 +27,7 @@ from fhir_gateway.api import (
     authenticate,
     dumps,
     format_instant,
-    require_scope,
+    require_whole_scope,
 )
 
 router = APIRouter(
@@ -43,7 +43,7 @@ async def outcomes(
     format_: Annotated[str, Query(alias="_format", pattern="^(json|csv)$")] = "json",
 ) -> Response:
     context = access(request)
-    require_scope(context, "MeasureReport", "r")
+    require_whole_scope(context, "MeasureReport", "r")
     agreement = await agreement_async(request)
     if context.kind is not CallerKind.USER or context.organisation not in agreement.parties:
         raise Forbidden("Outcome reports are for staff of the partnership's organisations")

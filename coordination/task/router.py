@@ -31,6 +31,7 @@ from fhir_gateway.api import (
     authenticate,
     per_person,
     require_scope,
+    require_whole_scope,
 )
 
 router = APIRouter(
@@ -94,7 +95,7 @@ def team_tasks(
     status: Annotated[str, Query(pattern="^(open|closed|all)$")] = "open",
 ) -> Response:
     context = access(request)
-    require_scope(context, "Task", "r")
+    require_whole_scope(context, "Task", "r")
     _me(context)
     now = datetime.now(UTC)
     with request.app.state.unit_of_work() as session:

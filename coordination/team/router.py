@@ -19,6 +19,7 @@ from fhir_gateway.api import (
     audit_record,
     authenticate,
     require_scope,
+    require_whole_scope,
 )
 
 router = APIRouter(
@@ -28,7 +29,7 @@ router = APIRouter(
 
 @router.get("/teams")
 def list_teams(request: Request) -> Response:
-    require_scope(access(request), "Organization", "r")
+    require_whole_scope(access(request), "Organization", "r")
     with request.app.state.unit_of_work() as session:
         teams = service.all_teams(session)
     return json_response({"teams": [t.as_json() for t in teams]})
@@ -36,7 +37,7 @@ def list_teams(request: Request) -> Response:
 
 @router.get("/teams/{team_id}")
 def get_team(request: Request, team_id: str) -> Response:
-    require_scope(access(request), "Organization", "r")
+    require_whole_scope(access(request), "Organization", "r")
     with request.app.state.unit_of_work() as session:
         team = service.require_team(session, team_id)
     return json_response(team.as_json())

@@ -203,6 +203,17 @@ def require_scope(context: AccessContext, resource_type: str, permission: str) -
         )
 
 
+def require_whole_scope(context: AccessContext, resource_type: str, permission: str) -> None:
+    """``require_scope``, for an interface that reads ``resource_type`` outside the caller's
+    consent predicate (and so cannot apply a scope narrowed by search parameters): 403 too
+    when the scopes narrow the type."""
+    require_scope(context, resource_type, permission)
+    if any(narrowed == resource_type for narrowed, _ in context.narrowed_reads()):
+        raise Forbidden(
+            f"This interface needs a scope for {resource_type} not narrowed by search parameters"
+        )
+
+
 def steward_of(context: AccessContext) -> str:
     """How a decision names who made it: the user's Practitioner, else the caller's subject."""
     return context.user or f"{context.kind.value}:{context.subject}"

@@ -33,7 +33,13 @@ from fhir_gateway.access.people import (
 )
 from fhir_gateway.audit.inline import audit_params
 from fhir_gateway.audit.repository import add_events
-from fhir_gateway.auth.dependencies import access, authenticate, require_scope, steward_of
+from fhir_gateway.auth.dependencies import (
+    access,
+    authenticate,
+    require_scope,
+    require_whole_scope,
+    steward_of,
+)
 from fhir_gateway.db import UnitOfWork
 from fhir_gateway.identity import service as identity
 from fhir_gateway.identity.nhs import NHS_NUMBER_SYSTEM
@@ -361,10 +367,9 @@ async def patient_match(request: Request) -> Response:
         # Matching searches every source's demographics: only the systems the agreement
         # names may ask (a member of staff finds a person by searching their shared record).
         raise Forbidden("The sharing agreement does not name this caller for Patient/$match")
-    if any(resource_type == "Patient" for resource_type, _ in context.narrowed_reads()):
-        # Matching answers from every source's demographics, not through the caller's
-        # predicate: a token that asked for only some Patients may not use it.
-        raise Forbidden("Patient/$match needs a Patient scope not narrowed by search parameters")
+    # Matching answers from every source's demographics, not through the caller's predicate:
+    # a token that asked for only some Patients may not use it.
+    require_whole_scope(context, "Patient", "s")
     data = await _resource_body(request)
     if data.get("resourceType") != "Parameters":
         raise Invalid("Patient/$match takes a Parameters resource")

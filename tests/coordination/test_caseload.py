@@ -848,3 +848,29 @@ def test_undoing_a_wrong_link_withdraws_what_it_raised(
     assert [e["resource"]["status"] for e in alerts["entry"]] == ["entered-in-error"]
     work = coord_client.get("/coordination/worklist", headers=coordinator(issuer)).json()
     assert "admitted" not in work["entries"][0]["flags"]
+
+
+@pytest.mark.parametrize(
+    ("path", "resource_type"),
+    [
+        ("/coordination/teams", "Organization"),
+        ("/coordination/teams/int-a", "Organization"),
+        ("/coordination/teams/int-a/tasks", "Task"),
+        ("/coordination/outcomes?month=2026-11", "MeasureReport"),
+    ],
+)
+def test_coordination_reads_refuse_a_narrowed_scope_they_cannot_apply(
+    coord_client: TestClient,
+    issuer: DevelopmentIssuer,
+    team_world: dict[str, str],
+    path: str,
+    resource_type: str,
+) -> None:
+    # These read outside the consent predicate, so a scope narrowed by search parameters
+    # (SMART v2) could not be honoured: refused rather than read whole.
+    narrowed = staff(issuer, "coord-2", scope=f"user/{resource_type}.rs?status=active")
+    refused = coord_client.get(path, headers=narrowed)
+    assert refused.status_code == 403, refused.text
+    assert "narrowed" in refused.json()["issue"][0]["diagnostics"]
+    whole = staff(issuer, "coord-2", scope=f"user/{resource_type}.rs")
+    assert coord_client.get(path, headers=whole).status_code == 200
