@@ -6,7 +6,11 @@ predicate compiled into the query, an AuditEvent per person committed with the d
 - a GP at practice Z90001 (the heavy people are registered there), whose access the demo
   agreement, the relationship and the person's directives decide;
 - the benchmark system client, whose clause of the agreement grants everything: the
-  baseline that consent's cost is measured against.
+  baseline that consent's cost is measured against;
+- with ``--narrowed``, the same GP through an app whose SMART scopes narrow Observations by
+  a search parameter (``user/Observation.rs?code=...``, every other type whole) that every
+  Observation of the heavy people meets: the same entries, and what the narrowing's test in
+  the query costs beside the GP's figures.
 
 Figures: ``$everything?_count=500`` for people with about 300 resources across three sources
 (p50, p99 at concurrency 1; requests/s at 8), ``Observation?patient=..&_count=50&_sort=-date``
@@ -53,6 +57,7 @@ from benchmarks.loadgen import run_in_process
 from consent.audit import Action, Outcome, record_for
 from consent.context import context_from_claims
 from fhir_gateway.access.service import parse_document, predicate_for
+from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import reads
 
 GP_CLAIMS: dict[str, object] = {
@@ -61,6 +66,19 @@ GP_CLAIMS: dict[str, object] = {
     "organization": "Z90001",
     "role": "R8000",
     "scope": "user/*.rs",
+}
+
+
+# Every type whole but Observation, narrowed to the code all the heavy people's
+# Observations carry (``benchmarks.everything``): the GP's entries, through the narrowing.
+NARROWED_CLAIMS: dict[str, object] = {
+    **GP_CLAIMS,
+    "scope": " ".join(
+        [
+            *(f"user/{t}.rs" for t in sorted(SUPPORTED_TYPES) if t != "Observation"),
+            "user/Observation.rs?code=http://snomed.info/sct|27113001",
+        ]
+    ),
 }
 
 
@@ -355,6 +373,11 @@ def main() -> None:
         action="store_true",
         help="only what writing the audit costs reads (statement and service)",
     )
+    parser.add_argument(
+        "--narrowed",
+        action="store_true",
+        help="also the GP through SMART scopes narrowed by a search parameter",
+    )
     args = parser.parse_args()
     url = bench_url().replace("carejoin_bench", f"carejoin_bench_{args.people}")
     ensure_database(url, fresh=False)
@@ -379,7 +402,13 @@ def main() -> None:
         everyone = bench_token(f"{base}/fhir", BENCH_CLIENT)
         figures["gp_everything_entries"] = _entries(gp, base, everything_paths[0])
         figures["all_everything_entries"] = _entries(everyone, base, everything_paths[0])
-        figures.update(measure(port, {"all": everyone, "gp": gp}, paths, args.seconds))
+        tokens = {"all": everyone, "gp": gp}
+        if args.narrowed:
+            tokens["narrowed"] = bench_token(f"{base}/fhir", NARROWED_CLAIMS)
+            figures["narrowed_everything_entries"] = _entries(
+                tokens["narrowed"], base, everything_paths[0]
+            )
+        figures.update(measure(port, tokens, paths, args.seconds))
         figures["rss_after_mb"] = rss_mb(proc.pid)
     figures.update(floor(url, firsts, args.seconds / 2))
     figures.update(_search_floor(url, firsts, args.seconds / 2))
@@ -389,6 +418,11 @@ def main() -> None:
         figures[f"consent_{kind}_{key}_added_pct"] = 100 * (
             figures[f"gp_{kind}_{key}"] / figures[f"all_{kind}_{key}"] - 1
         )
+    if args.narrowed:
+        for kind, key in (("everything", "p50_ms"), ("everything", "p99_ms"), ("search", "p95_ms")):
+            figures[f"narrowing_{kind}_{key}_added_pct"] = 100 * (
+                figures[f"narrowed_{kind}_{key}"] / figures[f"gp_{kind}_{key}"] - 1
+            )
     figures["gp_everything_p50_ratio_to_floor"] = (
         figures["gp_everything_p50_ms"] / figures["floor_p50_ms"]
     )
