@@ -156,7 +156,7 @@ def _parse_query(text: str) -> tuple[TokenCriterion, ...] | None:
             return None
         values: list[Token] = []
         for value in raw.split(","):
-            if not value or value == "|":
+            if not value or value == "|" or not value.isprintable():
                 return None
             if "|" in value:
                 system, _, code = value.partition("|")

@@ -54,6 +54,7 @@ def test_scopes_parse(text: str, context: str, resource_type: str, permissions: 
         "user/Observation.rs?subject.name=x",  # chains: no
         "user/Observation.rs?code=a\\|b",  # escapes: no
         "user/Observation.rs?category",  # no value
+        "user/Observation.rs?category=a%00b",  # control characters
         "admin/*.cruds",
         "user/.rs",
     ],

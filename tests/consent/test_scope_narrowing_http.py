@@ -181,6 +181,8 @@ def test_a_whole_type_scope_beside_it_lifts_the_narrowing(
         # A parameter Condition does not have, or one that is not a token: nothing.
         ("user/Condition.rs?nonsense=problem-list-item", set()),
         ("user/Condition.rs?onset-date=2019", set()),
+        # Quotes are data, not SQL.
+        ("user/Condition.rs?category=problem-list-item'%20OR%20'1'='1", set()),
     ],
     ids=[
         "code-any-system",
@@ -191,6 +193,7 @@ def test_a_whole_type_scope_beside_it_lifts_the_narrowing(
         "system-any-code",
         "unknown-param",
         "not-a-token",
+        "quoted",
     ],
 )
 def test_the_query_is_read_as_a_token_search(
