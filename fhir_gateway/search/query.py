@@ -51,7 +51,7 @@ from fhir_gateway.store.models import (
     search_token,
 )
 from fhir_gateway.store.repository import StoredResource, get_by_pks
-from fhir_gateway.store.visibility import param_rows
+from fhir_gateway.store.visibility import param_rows, token_clause
 
 _TABLE_FOR = {
     ParamType.TOKEN: search_token,
@@ -129,15 +129,7 @@ def _id_criterion(c: Criterion, row: Any) -> ColumnElement[bool]:
 def _value(c: Criterion, table: Any, value: str, *, base_url: str) -> ColumnElement[bool]:
     kind = c.param.type
     if kind is ParamType.TOKEN:
-        system, code = split_token(value)
-        clauses = []
-        if code is not None:
-            clauses.append(table.c.code == code)
-        if system == "":
-            clauses.append(table.c.system.is_(None))
-        elif system is not None:
-            clauses.append(table.c.system == system)
-        return and_(*clauses) if clauses else true()
+        return token_clause(table, *split_token(value))
     if kind is ParamType.URI:
         return table.c.code == value
     if kind is ParamType.STRING:

@@ -447,16 +447,9 @@ def _criterion(resource_type: str, criterion: TokenCriterion, resource_pk: Any) 
     if param is None or param.type is not ParamType.TOKEN:
         return false()
     t = search_token.c
-    values = []
-    for system, code in criterion.values:
-        clauses = []
-        if code is not None:
-            clauses.append(t.code == _quoted(code))
-        if system == "":
-            clauses.append(t.system.is_(None))
-        elif system is not None:
-            clauses.append(t.system == _quoted(system))
-        values.append(and_(*clauses))
+    values = [
+        token_clause(search_token, system, code, written=True) for system, code in criterion.values
+    ]
     # The values are written into the SQL, not sent as parameters: with parameters, a
     # prepared statement's generic plan cannot tell a common code from a rare one and read
     # every index row of the code (about 13 ms a read of one resource, measured) instead of
@@ -475,6 +468,23 @@ def _criterion(resource_type: str, criterion: TokenCriterion, resource_pk: Any) 
         .scalar_subquery()
     )
     return first.is_not(None)
+
+
+def token_clause(
+    table: Any, system: str | None, code: str | None, *, written: bool = False
+) -> ColumnElement[bool]:
+    """The rows of token index ``table`` matching ``system|code`` as a token search reads it:
+    a system of None is any system and ``""`` none; a code of None is any code. ``written``:
+    the values as literals in the SQL (``_quoted``), else as parameters."""
+    value: Any = _quoted if written else (lambda text: text)
+    clauses = []
+    if code is not None:
+        clauses.append(table.c.code == value(code))
+    if system == "":
+        clauses.append(table.c.system.is_(None))
+    elif system is not None:
+        clauses.append(table.c.system == value(system))
+    return and_(*clauses) if clauses else true()
 
 
 def _quoted(value: str) -> ColumnElement[str]:
