@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from tests.conftest import bearer, user_claims
 from tests.factories import fhir
+from tests.factories.http import write_as
 
 HOSPITAL = "urn:carejoin:source:Z9H"
 PRACTICE = "urn:carejoin:source:Z90002"
@@ -32,14 +33,6 @@ CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 PSY = {"system": ACT_CODE, "code": "PSY"}
 MH = {"system": ACT_CODE, "code": "MH"}  # the newer HL7 code for the same category
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-
-
-def _write(client: TestClient, resource: dict[str, Any], source: str) -> str:
-    response = client.post(
-        f"/fhir/{resource['resourceType']}", json={**resource, "meta": {"source": source}}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 def _consent(patient: str, provision: dict[str, Any]) -> dict[str, Any]:
@@ -79,31 +72,20 @@ class Record:
 
 @pytest.fixture
 def record(client: TestClient, issuer: DevelopmentIssuer) -> Record:
-    patient = _write(client, fhir.patient(family="Narrowed"), PRACTICE)
+    patient = write_as(client, fhir.patient(family="Narrowed"), PRACTICE)
 
     def diagnosis(code: str) -> str:
         condition = {
             **fhir.condition(patient_id=patient),
             "code": {"coding": [{"system": ICD10, "code": code}]},
         }
-        return _write(client, condition, HOSPITAL)
+        return write_as(client, condition, HOSPITAL)
 
     depression, hypertension = diagnosis("F32.1"), diagnosis("I10")
-    encounter = _write(
-        client,
-        {
-            "resourceType": "Encounter",
-            "status": "finished",
-            "class": {"code": "AMB"},
-            "subject": {"reference": f"Patient/{patient}"},
-            "diagnosis": [
-                {"condition": {"reference": f"Condition/{depression}"}},
-                {"condition": {"reference": f"Condition/{hypertension}"}},
-            ],
-        },
-        HOSPITAL,
+    encounter = write_as(
+        client, fhir.encounter(patient_id=patient, diagnoses=(depression, hypertension)), HOSPITAL
     )
-    care_plan = _write(
+    care_plan = write_as(
         client,
         {
             "resourceType": "CarePlan",
@@ -117,15 +99,8 @@ def record(client: TestClient, issuer: DevelopmentIssuer) -> Record:
         },
         HOSPITAL,
     )
-    _write(
-        client,
-        {
-            "resourceType": "CareTeam",
-            "status": "active",
-            "subject": {"reference": f"Patient/{patient}"},
-            "participant": [{"member": {"reference": "Practitioner/gp-Z90001-0"}}],
-        },
-        PRACTICE,
+    write_as(
+        client, fhir.care_team(patient_id=patient, member="Practitioner/gp-Z90001-0"), PRACTICE
     )
     gp = bearer(issuer, user_claims("gp-Z90001-0", organization="Z90001"))
     return Record(patient, depression, hypertension, encounter, care_plan, gp)
@@ -192,7 +167,7 @@ def _seen(client: TestClient, r: Record) -> dict[str, Any]:
 
 
 def _record_choice(client: TestClient, r: Record, provision: dict[str, Any]) -> str:
-    return _write(client, _consent(r.patient, provision), PRACTICE)
+    return write_as(client, _consent(r.patient, provision), PRACTICE)
 
 
 BOTH = "both"

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from tests.conftest import bearer, user_claims
 from tests.factories import fhir
+from tests.factories.http import write_as
 
 HOSPITAL = "urn:carejoin:source:Z9H"
 PRACTICE = "urn:carejoin:source:Z90002"
@@ -29,14 +30,6 @@ CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 PROBLEMS = f"user/Condition.rs?category={CATEGORY}|problem-list-item"
 OTHERS = "user/Patient.rs user/Encounter.rs user/CareTeam.rs"
 GP = "gp-Z90001-0"
-
-
-def _write(client: TestClient, resource: dict[str, Any], source: str) -> str:
-    response = client.post(
-        f"/fhir/{resource['resourceType']}", json={**resource, "meta": {"source": source}}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 def _condition(patient: str, icd10: str, category: str) -> dict[str, Any]:
@@ -60,33 +53,13 @@ class World:
 
 @pytest.fixture
 def world(client: TestClient) -> World:
-    patient = _write(client, fhir.patient(family="Scoped"), PRACTICE)
-    problem = _write(client, _condition(patient, "I10", "problem-list-item"), HOSPITAL)
-    diagnosis = _write(client, _condition(patient, "J45", "encounter-diagnosis"), HOSPITAL)
-    encounter = _write(
-        client,
-        {
-            "resourceType": "Encounter",
-            "status": "finished",
-            "class": {"code": "AMB"},
-            "subject": {"reference": f"Patient/{patient}"},
-            "diagnosis": [
-                {"condition": {"reference": f"Condition/{problem}"}},
-                {"condition": {"reference": f"Condition/{diagnosis}"}},
-            ],
-        },
-        HOSPITAL,
+    patient = write_as(client, fhir.patient(family="Scoped"), PRACTICE)
+    problem = write_as(client, _condition(patient, "I10", "problem-list-item"), HOSPITAL)
+    diagnosis = write_as(client, _condition(patient, "J45", "encounter-diagnosis"), HOSPITAL)
+    encounter = write_as(
+        client, fhir.encounter(patient_id=patient, diagnoses=(problem, diagnosis)), HOSPITAL
     )
-    _write(
-        client,
-        {
-            "resourceType": "CareTeam",
-            "status": "active",
-            "subject": {"reference": f"Patient/{patient}"},
-            "participant": [{"member": {"reference": f"Practitioner/{GP}"}}],
-        },
-        PRACTICE,
-    )
+    write_as(client, fhir.care_team(patient_id=patient, member=f"Practitioner/{GP}"), PRACTICE)
     return World(patient, problem, diagnosis, encounter)
 
 
@@ -208,7 +181,7 @@ def test_what_the_scope_did_not_ask_for_is_not_announced_as_withheld(
 ) -> None:
     # HIV, not shared with GPs, recorded only as an encounter diagnosis: withheld from a GP
     # who may see every Condition, but not what a problem-list app asked for.
-    _write(client, _condition(world.patient, "B20.1", "encounter-diagnosis"), HOSPITAL)
+    write_as(client, _condition(world.patient, "B20.1", "encounter-diagnosis"), HOSPITAL)
     whole, narrowed = world.gp(issuer, "user/*.rs"), world.gp(issuer, f"{PROBLEMS} {OTHERS}")
     for headers, told in ((whole, 1), (narrowed, 0)):
         search = client.get(
@@ -226,7 +199,7 @@ def test_what_the_scope_did_not_ask_for_is_not_announced_as_withheld(
 def test_what_consent_withholds_within_the_scope_is_announced(
     client: TestClient, issuer: DevelopmentIssuer, world: World
 ) -> None:
-    _write(client, _condition(world.patient, "B20.1", "problem-list-item"), HOSPITAL)
+    write_as(client, _condition(world.patient, "B20.1", "problem-list-item"), HOSPITAL)
     narrowed = world.gp(issuer, f"{PROBLEMS} {OTHERS}")
     search = client.get("/fhir/Condition", params={"patient": world.patient}, headers=narrowed)
     assert _conditions(search.json()) == {world.problem}

@@ -85,6 +85,27 @@ def condition(
     return data
 
 
+def encounter(*, patient_id: str, diagnoses: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A finished outpatient Encounter naming these Condition ids as its diagnoses."""
+    return {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "diagnosis": [{"condition": {"reference": f"Condition/{c}"}} for c in diagnoses],
+    }
+
+
+def care_team(*, patient_id: str, member: str) -> dict[str, Any]:
+    """An active CareTeam of the person with one member (``Practitioner/...``)."""
+    return {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "participant": [{"member": {"reference": member}}],
+    }
+
+
 def transaction(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
 

@@ -14,16 +14,13 @@ from fhir_gateway.auth.issuer import DevelopmentIssuer
 from tests.conftest import bearer, user_claims
 from tests.factories import fhir
 from tests.factories.agreement import test_agreement
+from tests.factories.http import write_as
 
 GP_PRACTICE = "urn:carejoin:source:Z90002"
 
 
 def _write(client: TestClient, resource: dict[str, Any], source: str = GP_PRACTICE) -> str:
-    response = client.post(
-        f"/fhir/{resource['resourceType']}", json={**resource, "meta": {"source": source}}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return write_as(client, resource, source)
 
 
 def _world(client: TestClient) -> tuple[str, str]:

@@ -1,7 +1,5 @@
 """Consent on the less obvious paths: chains, GETs inside bundles, and audited writes."""
 
-from typing import Any
-
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
@@ -10,25 +8,18 @@ from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from tests.conftest import bearer, user_claims
 from tests.factories import fhir
+from tests.factories.http import write_as
 
 OTHER_PRACTICE = "urn:carejoin:source:Z90002"
 OWN_PRACTICE = "urn:carejoin:source:Z90001"
 
 
-def _write(client: TestClient, resource: dict[str, Any], source: str) -> str:
-    response = client.post(
-        f"/fhir/{resource['resourceType']}", json={**resource, "meta": {"source": source}}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 def test_a_chained_search_cannot_probe_a_hidden_patient(
     client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
-    hidden = _write(client, fhir.patient(family="Zebedee", nhs_number=None), OTHER_PRACTICE)
+    hidden = write_as(client, fhir.patient(family="Zebedee", nhs_number=None), OTHER_PRACTICE)
     # An observation the GP may see (their own practice recorded it) about the hidden patient.
-    _write(client, fhir.observation(patient_id=hidden), OWN_PRACTICE)
+    write_as(client, fhir.observation(patient_id=hidden), OWN_PRACTICE)
     gp = bearer(issuer, user_claims("gp-Z90001-0"))
     assert client.get(f"/fhir/Patient/{hidden}", headers=gp).status_code == 404
     own = client.get("/fhir/Observation", params={"patient": hidden}, headers=gp).json()
@@ -42,7 +33,7 @@ def test_a_chained_search_cannot_probe_a_hidden_patient(
 def test_gets_inside_a_batch_answer_as_they_would_alone(
     client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
-    hidden = _write(client, fhir.patient(family="Batched"), OTHER_PRACTICE)
+    hidden = write_as(client, fhir.patient(family="Batched"), OTHER_PRACTICE)
     gp = bearer(issuer, user_claims("gp-Z90001-0"))
     bundle = fhir.transaction(
         {"request": {"method": "GET", "url": f"Patient/{hidden}"}},

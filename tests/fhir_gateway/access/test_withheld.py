@@ -7,18 +7,11 @@ from fastapi.testclient import TestClient
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from tests.conftest import bearer, user_claims
 from tests.factories import fhir
+from tests.factories.http import write_as
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 HOSPITAL = "urn:carejoin:source:Z9H"
 PRACTICE = "urn:carejoin:source:Z90002"
-
-
-def _write(client: TestClient, resource: dict[str, Any], source: str) -> str:
-    response = client.post(
-        f"/fhir/{resource['resourceType']}", json={**resource, "meta": {"source": source}}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 def _icd10(patient: str, code: str) -> dict[str, Any]:
@@ -33,15 +26,8 @@ def _outcomes(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _related_gp(client: TestClient, issuer: DevelopmentIssuer, patient: str) -> dict[str, str]:
-    _write(
-        client,
-        {
-            "resourceType": "CareTeam",
-            "status": "active",
-            "subject": {"reference": f"Patient/{patient}"},
-            "participant": [{"member": {"reference": "Practitioner/gp-Z90001-0"}}],
-        },
-        PRACTICE,
+    write_as(
+        client, fhir.care_team(patient_id=patient, member="Practitioner/gp-Z90001-0"), PRACTICE
     )
     return bearer(issuer, user_claims("gp-Z90001-0", organization="Z90001"))
 
@@ -49,10 +35,10 @@ def _related_gp(client: TestClient, issuer: DevelopmentIssuer, patient: str) -> 
 def test_a_hidden_item_is_announced_without_a_count_or_a_hint(
     client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
-    patient = _write(client, fhir.patient(family="Withheld"), PRACTICE)
-    shown = _write(client, _icd10(patient, "I10"), HOSPITAL)
-    _write(client, _icd10(patient, "B20.1"), HOSPITAL)  # HIV: not in the GP's rule
-    _write(client, _icd10(patient, "B20.2"), HOSPITAL)
+    patient = write_as(client, fhir.patient(family="Withheld"), PRACTICE)
+    shown = write_as(client, _icd10(patient, "I10"), HOSPITAL)
+    write_as(client, _icd10(patient, "B20.1"), HOSPITAL)  # HIV: not in the GP's rule
+    write_as(client, _icd10(patient, "B20.2"), HOSPITAL)
     gp = _related_gp(client, issuer, patient)
 
     everything = client.get(f"/fhir/Patient/{patient}/$everything", headers=gp).json()
@@ -78,12 +64,12 @@ def test_a_hidden_item_is_announced_without_a_count_or_a_hint(
 def test_nothing_is_announced_when_nothing_is_withheld_or_only_a_sealed_item(
     client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
-    patient = _write(client, fhir.patient(family="Sealed"), PRACTICE)
-    sealed = _write(client, _icd10(patient, "I10"), HOSPITAL)
+    patient = write_as(client, fhir.patient(family="Sealed"), PRACTICE)
+    sealed = write_as(client, _icd10(patient, "I10"), HOSPITAL)
     gp = _related_gp(client, issuer, patient)
     everything = client.get(f"/fhir/Patient/{patient}/$everything", headers=gp).json()
     assert _outcomes(everything) == []
-    _write(
+    write_as(
         client,
         {
             "resourceType": "Consent",
