@@ -403,11 +403,11 @@ def _compile(
     if isinstance(node, DirectivesAllow):
         return _directives_allow(node, now, row)
     if isinstance(node, InScope):
-        return in_scope(node, row)
+        return _in_scope(node, row)
     raise UncompilablePredicate(f"No SQL for predicate {type(node).__name__}")
 
 
-def in_scope(node: InScope, row: Any = ResourceRow) -> ColumnElement[bool]:
+def _in_scope(node: InScope, row: Any = ResourceRow) -> ColumnElement[bool]:
     """SQL for ``InScope`` over ``row``: a row of a narrowed type has, for every criterion
     of one of its type's queries, a matching value in the token index. The index holds the
     current version's values only, so a row of ``resource_history`` (``row`` has a
@@ -452,7 +452,7 @@ def _criterion(resource_type: str, criterion: TokenCriterion, resource_pk: Any) 
     ]
     # The values are written into the SQL, not sent as parameters: with parameters, a
     # prepared statement's generic plan cannot tell a common code from a rare one and read
-    # every index row of the code (about 13 ms a read of one resource, measured) instead of
+    # every index row of the code (13-24 ms a read of one resource, measured: docs/benchmarks.md) instead of
     # the resource's own few rows. And a scalar subquery, not EXISTS: PostgreSQL may turn an
     # EXISTS under an OR into a hashed subplan over every row of the value. This is one
     # lookup by the resource's key (``ix_search_token_resource_pk``).
