@@ -130,7 +130,8 @@ def capability_statement(*, base_url: str, software_version: str) -> dict[str, A
                     "Search result parameters supported: "
                     + ", ".join(RESULT_PARAMS)
                     + ". Modifiers: :missing on every type; :not on token; :exact and :contains on "
-                    "string; :[Type] on reference; chained parameters. Unknown parameters follow "
+                    "string; :[Type] on reference; chained parameters and reverse chaining (_has), "
+                    "each through only what the caller may see. Unknown parameters follow "
                     "Prefer: handling=lenient (default) or strict."
                 ),
                 "resource": resources,

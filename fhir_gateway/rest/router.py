@@ -66,7 +66,7 @@ from fhir_gateway.rest.http import (
 )
 from fhir_gateway.search import statement
 from fhir_gateway.search.dates import InvalidDate, parse_range
-from fhir_gateway.search.params import SearchError, SearchRequest, parse_search
+from fhir_gateway.search.params import SearchError, SearchRequest, parse_search, types_searched
 from fhir_gateway.search.query import SearchPage
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store import refile, repository, service, transaction
@@ -123,6 +123,13 @@ def _permitted(request: Request, resource_type: str, permission: str) -> str:
     resource_type = _type(resource_type)
     require_scope(access(request), resource_type, permission)
     return resource_type
+
+
+def _permitted_through(request: Request, search: SearchRequest) -> None:
+    """403 unless the caller's scopes let it search every type the search's chains and reverse
+    chains (``_has``) reach: a chain filters by what it finds there."""
+    for resource_type in sorted(types_searched(search)):
+        require_scope(access(request), resource_type, "s")
 
 
 def _audit_page(
@@ -605,6 +612,7 @@ async def _search(request: Request, resource_type: str, items: list[tuple[str, s
         )
     except SearchError as exc:
         raise Invalid(str(exc)) from exc
+    _permitted_through(request, search_request)
     now = _now()
     plan = _SearchPlan(
         request=search_request,
@@ -1019,6 +1027,7 @@ def _get_entry(request: Request, session: Session, url: str) -> transaction.Entr
             )
         except SearchError as exc:
             raise Invalid(str(exc)) from exc
+        _permitted_through(request, search_request)
         result = service.search(
             session, search_request, base_url=_base(request), visible_on=visible_on
         )

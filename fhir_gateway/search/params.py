@@ -6,6 +6,7 @@ parameters and OR/AND"); ``\\,`` ``\\|`` and ``\\$`` escape those characters.
 """
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -57,7 +58,10 @@ class Criterion:
     """One search parameter occurrence: its values are ORed.
 
     For a chained parameter (``subject:Patient.name=x``), ``chain`` is the criterion applied to
-    the referenced resources of type ``chain_type``.
+    the referenced resources of type ``chain_type``. For a reverse chain
+    (``_has:Observation:patient:code=x`` on Patient), ``has`` is the criterion applied to the
+    referring resources of type ``has_type``, and ``param`` is their reference parameter
+    (``patient`` of Observation) that must point at the resource searched for.
     """
 
     param: SearchParam
@@ -66,6 +70,15 @@ class Criterion:
     values: tuple[str, ...]
     chain: "Criterion | None" = None
     chain_type: str | None = None
+    has: "Criterion | None" = None
+    has_type: str | None = None
+
+    def types_searched(self) -> Iterator[str]:
+        """Every other resource type this criterion searches through (chains and ``_has``)."""
+        for inner, inner_type in ((self.chain, self.chain_type), (self.has, self.has_type)):
+            if inner is not None and inner_type is not None:
+                yield inner_type
+                yield from inner.types_searched()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,17 +195,67 @@ def parse_search(
         if base in RESULT_PARAMS:
             _result_param(request, base, raw, max_count=max_count, iterate=modifier == "iterate")
             continue
-        if "." in base or (modifier and "." in modifier):
-            request.criteria.append(_chained(resource_type, name, raw))
-            continue
-        param = known.get(base)
-        if param is None:
+        if base not in known and base != "_has" and not _is_chain(base, modifier):
             if strict:
                 raise SearchError(f"Unknown search parameter '{base}' for {resource_type}")
             request.ignored.append(name)
             continue
-        request.criteria.append(_criterion(resource_type, param, modifier or None, raw))
+        request.criteria.append(_parameter(resource_type, name, raw))
     return request
+
+
+def types_searched(request: SearchRequest) -> set[str]:
+    """The resource types a search reaches through its chains and reverse chains, beyond its
+    own: the caller's scopes must let it search each of them."""
+    return {t for c in request.criteria for t in c.types_searched()}
+
+
+def _is_chain(base: str, modifier: str) -> bool:
+    return "." in base or "." in modifier
+
+
+def _parameter(resource_type: str, name: str, raw: str) -> Criterion:
+    """One search parameter of ``resource_type``: plain (with its modifier), chained or a
+    reverse chain. An unknown parameter here is an error: inside a chain or a reverse chain it
+    cannot be ignored without changing what the whole parameter means."""
+    base, _, modifier = name.partition(":")
+    if base == "_has":
+        return _reverse_chained(resource_type, name, raw)
+    if _is_chain(base, modifier):
+        return _chained(resource_type, name, raw)
+    if base in RESULT_PARAMS:
+        raise SearchError(f"'{base}' is not a search parameter and cannot be chained")
+    param = params_for(resource_type).get(base)
+    if param is None:
+        raise SearchError(f"Unknown search parameter '{base}' for {resource_type}")
+    return _criterion(resource_type, param, modifier or None, raw)
+
+
+def _reverse_chained(resource_type: str, name: str, raw: str) -> Criterion:
+    """``_has:Observation:patient:code=x`` on Patient: the patients some Observation whose code
+    is x refers to by its ``patient`` parameter (3.1.1.4.7 "Reverse chaining"). The inner
+    parameter may itself be chained, carry a modifier, or be another ``_has``."""
+    parts = name.split(":", 3)
+    if len(parts) < 4 or not all(parts[1:]):
+        raise SearchError(
+            f"'{name}' is not a reverse chain: write _has:Type:reference-parameter:parameter"
+        )
+    _, referring, reference, inner_name = parts
+    if referring not in SUPPORTED_TYPES:
+        raise SearchError(f"'{referring}' is not a resource type this server stores")
+    param = params_for(referring).get(reference)
+    if param is None or param.type is not ParamType.REFERENCE:
+        raise SearchError(f"'{reference}' is not a reference parameter of {referring}")
+    if param.targets and resource_type not in param.targets:
+        raise SearchError(f"'{reference}' of {referring} cannot refer to {resource_type}")
+    return Criterion(
+        param=param,
+        resource_type=resource_type,
+        modifier=None,
+        values=(),
+        has=_parameter(referring, inner_name, raw),
+        has_type=referring,
+    )
 
 
 def _criterion(resource_type: str, param: SearchParam, modifier: str | None, raw: str) -> Criterion:
@@ -236,22 +299,12 @@ def _chained(resource_type: str, name: str, raw: str) -> Criterion:
         )
     if target not in SUPPORTED_TYPES or (param.targets and target not in param.targets):
         raise SearchError(f"'{base}' of {resource_type} cannot refer to {target}")
-    inner_name = rest
-    inner_base = inner_name.partition(".")[0].partition(":")[0]
-    if "." in inner_name:
-        inner = _chained(target, inner_name, raw)
-    else:
-        inner_param = params_for(target).get(inner_base)
-        if inner_param is None:
-            raise SearchError(f"Unknown search parameter '{inner_base}' for {target}")
-        inner_modifier = inner_name.partition(":")[2] or None
-        inner = _criterion(target, inner_param, inner_modifier, raw)
     return Criterion(
         param=param,
         resource_type=resource_type,
         modifier=None,
         values=(),
-        chain=inner,
+        chain=_parameter(target, rest, raw),
         chain_type=target,
     )
 

@@ -86,8 +86,8 @@ def where_clauses(
     """The WHERE clauses selecting rows of ``row`` (a ResourceRow or alias) that match.
 
     ``visible_on(alias)`` is the caller's consent predicate for another row of the resource
-    table: a chained parameter matches only through resources the caller may see, so a chain
-    cannot probe what is hidden.
+    table: a chained parameter (or a reverse chain, ``_has``) matches only through resources
+    the caller may see, so neither can probe what is hidden.
     """
     return [_criterion(c, row, base_url=base_url, visible_on=visible_on) for c in criteria]
 
@@ -95,6 +95,8 @@ def where_clauses(
 def _criterion(
     c: Criterion, row: Any, *, base_url: str, visible_on: VisibleOn | None = None
 ) -> ColumnElement[bool]:
+    if c.has is not None:
+        return _reverse_chain(c, row, base_url=base_url, visible_on=visible_on)
     code = c.param.code
     if code == "_id":
         return _id_criterion(c, row)
@@ -262,6 +264,31 @@ def _chain(
     )
 
 
+def _reverse_chain(
+    c: Criterion, row: Any, *, base_url: str, visible_on: VisibleOn | None
+) -> ColumnElement[bool]:
+    """``_has``: ``row`` is referred to, by ``c.param``, from a resource of ``c.has_type`` that
+    matches ``c.has`` and that the caller may see (else a hidden Observation would single out
+    the person it is about)."""
+    assert c.has is not None
+    assert c.has_type is not None
+    source = aliased(ResourceRow)
+    referring = (
+        select(search_reference.c.target_id)
+        .join(source, source.pk == search_reference.c.resource_pk)
+        .where(
+            search_reference.c.resource_type == c.has_type,
+            param_rows(search_reference, c.has_type, c.param.code),
+            search_reference.c.target_type == c.resource_type,
+            source.deleted.is_(False),
+            _criterion(c.has, source, base_url=base_url, visible_on=visible_on),
+        )
+    )
+    if visible_on is not None:
+        referring = referring.where(visible_on(source))
+    return row.resource_id.in_(referring)
+
+
 def sort_expression(key: SortKey, row: Any, resource_type: str) -> Any:
     """The value a ``resource_type`` resource sorts by; for a repeating element, its lowest
     (ascending) or highest (descending) value (3.1.1.4.8 "Sorting")."""
@@ -316,7 +343,8 @@ def run_search(
 
     ``visible_on`` (the caller's consent predicate for a row) restricts the matches before
     they are counted, sorted or paged, so neither ``Bundle.total`` nor the paging reveals
-    what the caller may not see; chained parameters go only through visible resources.
+    what the caller may not see; chained parameters and reverse chains go only through
+    visible resources.
     """
     _, clauses = base_query(request, base_url=base_url, visible_on=visible_on)
     if visible_rows is not None:

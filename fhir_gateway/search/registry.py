@@ -631,7 +631,6 @@ SKIPPED: Mapping[str, str] = MappingProxyType(
         "*:_text": "full-text search is not offered",
         "*:_content": "full-text search is not offered",
         "*:_list": "List resources are not stored",
-        "*:_has": "reverse chaining is not supported yet",
         "*:_query": "no named queries are defined",
         "Patient:phonetic": "no phonetic matching algorithm is agreed for the partnership",
         "Person:phonetic": "no phonetic matching algorithm is agreed for the partnership",

@@ -87,13 +87,15 @@ def condition(
 
 def encounter(*, patient_id: str, diagnoses: tuple[str, ...] = ()) -> dict[str, Any]:
     """A finished outpatient Encounter naming these Condition ids as its diagnoses."""
-    return {
+    data: dict[str, Any] = {
         "resourceType": "Encounter",
         "status": "finished",
         "class": {"code": "AMB"},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "diagnosis": [{"condition": {"reference": f"Condition/{c}"}} for c in diagnoses],
     }
+    if diagnoses:
+        data["diagnosis"] = [{"condition": {"reference": f"Condition/{c}"}} for c in diagnoses]
+    return data
 
 
 def care_team(*, patient_id: str, member: str) -> dict[str, Any]:

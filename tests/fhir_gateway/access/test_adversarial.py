@@ -25,7 +25,7 @@ from consent.audit import Outcome
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.identity import nhs
-from tests.conftest import SYSTEM_CLAIMS, bearer
+from tests.conftest import SYSTEM_CLAIMS, bearer, user_claims
 from tests.fhir_gateway.access.adversarial_world import (
     COUNCIL,
     GP,
@@ -412,23 +412,68 @@ def test_chained_search_to_a_visible_target_still_works(
     assert refs(elsewhere) == []
 
 
-def test_has_is_refused_or_ignored_never_answered(
+def test_has_does_not_match_through_a_hidden_resource(
     client: TestClient, world: World, who: Callers
 ) -> None:
-    strict = get(
+    # The HIV diagnosis is hidden from the GP. If a reverse chain matched through it, the GP
+    # would learn who has HIV by asking for the patients with that code.
+    for code in ("B20", f"{ICD10}|B20"):
+        for caller in (who.gp, {**who.gp, "Prefer": "handling=strict"}):
+            bundle = search(
+                client,
+                caller,
+                "Patient",
+                _total="accurate",
+                **{"_has:Condition:subject:code": code},
+            )
+            assert bundle["total"] == 0
+            assert refs(bundle) == []
+    # Nor through the Encounter whose reason is HIV, one level further in.
+    nested = search(
+        client,
+        who.gp,
+        "Patient",
+        _total="accurate",
+        **{"_has:Observation:subject:encounter:Encounter.reason-code": "B20"},
+    )
+    assert nested["total"] == 0
+    # Control: through a diagnosis the GP may see, the same search finds the person, and
+    # the hospital, which recorded the HIV diagnosis, finds them by it.
+    visible = search(client, who.gp, "Patient", **{"_has:Condition:subject:code": "263225007"})
+    assert refs(visible) == [f"Patient/{world.hospital_patient}"]
+    own = search(client, who.hospital, "Patient", **{"_has:Condition:subject:code": "B20"})
+    assert refs(own) == [f"Patient/{world.hospital_patient}"]
+
+
+def test_chains_and_has_need_the_scopes_of_the_types_they_search(
+    client: TestClient, world: World, issuer: DevelopmentIssuer
+) -> None:
+    # A token that may search Patients but not Conditions cannot filter Patients by their
+    # Conditions, and one that may search Observations but not Patients cannot filter
+    # Observations by their Patients' names: 403, as for searching that type itself.
+    def gp(scope: str) -> Headers:
+        claims = user_claims(GP_USER.split("/", 1)[1], organization=GP, role="R8000", scope=scope)
+        claims["fhirUser"] = GP_USER
+        return bearer(issuer, claims)
+
+    patients_only = gp("user/Patient.rs")
+    assert search(client, patients_only, "Patient")["resourceType"] == "Bundle"
+    refused = get(client, "/fhir/Patient", patients_only, **{"_has:Condition:subject:code": "x"})
+    assert refused.status_code == 403
+    assert "Condition" in refused.json()["issue"][0]["diagnostics"]
+    observations_only = gp("user/Observation.rs")
+    chained = get(client, "/fhir/Observation", observations_only, **{"patient.family": "Okafor"})
+    assert chained.status_code == 403
+    nested = get(
         client,
         "/fhir/Patient",
-        {**who.gp, "Prefer": "handling=strict"},
-        **{"_has:Condition:subject:code": "B20"},
+        gp("user/Patient.rs user/Observation.rs"),
+        **{"_has:Observation:subject:encounter:Encounter.status": "finished"},
     )
-    assert strict.status_code == 400
-    assert strict.json()["resourceType"] == "OperationOutcome"
-    # Leniently the unknown parameter is ignored: the answer is the unfiltered search, so it
-    # cannot single out the person with the hidden condition.
-    lenient = search(client, who.gp, "Patient", **{"_has:Condition:subject:code": "B20"})
-    baseline = search(client, who.gp, "Patient")
-    assert sorted(refs(lenient)) == sorted(refs(baseline))
-    assert "_has" not in str(lenient["link"])
+    assert nested.status_code == 403
+    allowed = gp("user/Patient.rs user/Condition.rs")
+    found = search(client, allowed, "Patient", **{"_has:Condition:subject:code": "263225007"})
+    assert refs(found) == [f"Patient/{world.hospital_patient}"]
 
 
 # -- history ---------------------------------------------------------------------------------

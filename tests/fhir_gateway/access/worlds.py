@@ -603,7 +603,7 @@ def _security_text(security: tuple[tuple[str, str], ...]) -> str | None:
     return " ".join(f"{system}|{code}" for system, code in security) or None
 
 
-def _write(session: Session, world: World) -> dict[str, int]:
+def write_world(session: Session, world: World) -> dict[str, int]:
     """Insert the world's rows; the pk of each resource by its key."""
     resources = world.stored()
     rows = [
@@ -780,7 +780,7 @@ def compare(session: Session, world: World, *, per_person: bool = False) -> list
     agreement = parse(world)
     savepoint = session.begin_nested()
     try:
-        by_key = _write(session, world)
+        by_key = write_world(session, world)
         key_of = {pk: key for key, pk in by_key.items()}
         facts = {p: person_facts(session, p) for p in persons(world)} if per_person else {}
         answers = []

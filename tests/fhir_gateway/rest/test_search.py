@@ -275,3 +275,79 @@ def test_parameters_answered_by_other_parameters_rows(
         key=lambda i: okafor if i == blood_pressure else muller,
         reverse=True,
     )
+
+
+def test_reverse_chaining(client: TestClient, people: dict[str, str]) -> None:
+    weight = _create(client, fhir.observation(patient_id=people["okafor"], code="29463-7"))
+    _create(client, fhir.observation(patient_id=people["muller"], code="8867-4"))
+    _create(client, fhir.condition(patient_id=people["muller"], code="44054006"))
+    encounter = _create(client, fhir.encounter(patient_id=people["smith"]))
+    _create(
+        client,
+        fhir.observation(
+            patient_id=people["smith"],
+            code="8867-4",
+            encounter={"reference": f"Encounter/{encounter}"},
+        ),
+    )
+
+    def has(**params: str) -> list[str]:
+        return sorted(_ids(client, "/fhir/Patient", **params))
+
+    assert has(**{"_has:Observation:patient:code": "29463-7"}) == [people["okafor"]]
+    assert has(**{"_has:Observation:subject:code": f"{fhir.LOINC}|8867-4"}) == sorted(
+        [people["muller"], people["smith"]]
+    )
+    # Values ORed; several _has ANDed; a modifier on the inner parameter.
+    assert has(**{"_has:Observation:patient:code": "29463-7,8867-4"}) == sorted(people.values())
+    both = {
+        "_has:Observation:patient:code": "8867-4",
+        "_has:Condition:subject:code": "44054006",
+    }
+    assert has(**both) == [people["muller"]]
+    assert has(**{"_has:Observation:patient:code:not": "8867-4"}) == [people["okafor"]]
+    # Nested: the patients of an Encounter in which an Observation of that code was made...
+    assert has(**{"_has:Encounter:patient:_has:Observation:encounter:code": "8867-4"}) == [
+        people["smith"]
+    ]
+    # ...and a chain inside the reverse chain.
+    assert has(**{"_has:Observation:patient:encounter:Encounter.status": "finished"}) == [
+        people["smith"]
+    ]
+    # From the other side: the Encounters some Observation was recorded in.
+    assert _ids(client, "/fhir/Encounter", **{"_has:Observation:encounter:code": "8867-4"}) == [
+        encounter
+    ]
+    # A deleted Observation no longer refers to anyone.
+    assert client.delete(f"/fhir/Observation/{weight}").status_code in (200, 204)
+    assert has(**{"_has:Observation:patient:code": "29463-7"}) == []
+    # The self link keeps the parameter (it was applied).
+    bundle = client.get("/fhir/Patient", params={"_has:Observation:patient:code": "8867-4"}).json()
+    assert "_has" in next(x["url"] for x in bundle["link"] if x["relation"] == "self")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("_has", "x", "not a reverse chain"),
+        ("_has:Observation:patient", "x", "not a reverse chain"),
+        ("_has:Observation::code", "x", "not a reverse chain"),
+        ("_has:Nonsense:patient:code", "x", "not a resource type this server stores"),
+        ("_has:Observation:code:code", "x", "not a reference parameter of Observation"),
+        ("_has:Person:practitioner:name", "x", "cannot refer to Patient"),
+        ("_has:Observation:patient:nonsense", "x", "Unknown search parameter 'nonsense'"),
+        ("_has:Observation:patient:_count", "1", "not a search parameter"),
+        ("_has:Observation:patient:code", "", "empty value"),
+        ("_has:Observation:patient:code:exact", "x", "not supported"),
+        ("_has:Observation:patient:date", "not-a-date", "not-a-date"),
+    ],
+)
+def test_a_malformed_reverse_chain_is_refused_even_leniently(
+    client: TestClient, name: str, value: str, says: str
+) -> None:
+    # Ignoring any part of a _has would answer a broader search than the one asked.
+    response = client.get("/fhir/Patient", params={name: value})
+    assert response.status_code in (400, 501), response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert says in outcome["issue"][0]["diagnostics"]
