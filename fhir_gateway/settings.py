@@ -1,6 +1,26 @@
 """The gateway's section of the one Settings (composed in ``carejoin.settings``)."""
 
-from pydantic import BaseModel, Field, model_validator
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+
+def _secure_url(url: str) -> bool:
+    """https, or http to this machine's loopback interface (tests, a local provider)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
 
 
 class AuthSettings(BaseModel):
@@ -56,6 +76,28 @@ class AuthSettings(BaseModel):
         default="user/*.cruds patient/*.cruds",
         description="What the web pages ask for; each persona gets what it holds of it.",
     )
+    authorization_endpoint: str | None = Field(
+        default=None,
+        description="The identity provider's authorization endpoint, where the web pages send "
+        "the browser to sign in (production; the development issuer has its own).",
+    )
+    token_endpoint: str | None = Field(
+        default=None,
+        description="The identity provider's token endpoint, where the web pages exchange "
+        "the code (production).",
+    )
+    web_client_secret: SecretStr | None = Field(
+        default=None,
+        description="The web pages' client secret, if the identity provider registered them "
+        "as a confidential client (client_secret_basic); without it they are a public client "
+        "(PKCE).",
+    )
+
+    @property
+    def browser_sign_in(self) -> bool:
+        """Whether the web pages can sign in: always with the development issuer, and with
+        an identity provider whose endpoints are configured."""
+        return self.development_issuer or self.token_endpoint is not None
 
     @property
     def trusted_issuer(self) -> str:
@@ -83,6 +125,21 @@ class AuthSettings(BaseModel):
             raise ValueError("Give jwks_url (production) or the development issuer, not both")
         if not self.development_issuer and not self.jwks_url:
             raise ValueError("Without the development issuer, jwks_url must name the JWKS")
+        endpoints = (self.authorization_endpoint, self.token_endpoint)
+        if self.development_issuer and any(endpoints):
+            raise ValueError(
+                "The development issuer has its own endpoints: authorization_endpoint and "
+                "token_endpoint name an identity provider's"
+            )
+        if any(endpoints) and not all(endpoints):
+            raise ValueError("Give both authorization_endpoint and token_endpoint, or neither")
+        for endpoint in (*endpoints, self.jwks_url):
+            if endpoint is not None and not _secure_url(endpoint):
+                raise ValueError(
+                    f"{endpoint} must be an https URL (plain http only on the loopback interface)"
+                )
+        if self.web_client_secret is not None and self.token_endpoint is None:
+            raise ValueError("web_client_secret is for an identity provider's token endpoint")
         if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in self.algorithms):
             raise ValueError("Only asymmetric signature algorithms are accepted")
         if self.session_idle_timeout > self.session_lifetime:

@@ -32,7 +32,7 @@ from fhir_gateway.auth.sessions import (
     csrf_matches,
 )
 from fhir_gateway.auth.verify import InvalidToken, TokenVerifier, bearer_token, jwks_resolver
-from fhir_gateway.auth.web import WebClient
+from fhir_gateway.auth.web import LocalExchange, RemoteExchange, WebClient
 from fhir_gateway.outcomes import Forbidden
 from fhir_gateway.settings import AuthSettings
 
@@ -108,7 +108,24 @@ def install(
             scope=settings.web_scope,
             audience=settings.expected_audience,
             authorize_url=f"{settings.trusted_issuer.rstrip('/')}/authorize",
-            server=server,
+            exchange=LocalExchange(server),
+            verifier=verifier,
+            sessions=sessions,
+            clock=clock,
+        )
+    elif settings.authorization_endpoint and settings.token_endpoint:
+        secret = settings.web_client_secret
+        web = WebClient(
+            client_id=settings.web_client_id,
+            redirect_uri=settings.web_callback,
+            scope=settings.web_scope,
+            audience=settings.expected_audience,
+            authorize_url=settings.authorization_endpoint,
+            exchange=RemoteExchange(
+                token_url=settings.token_endpoint,
+                issuer=settings.trusted_issuer,
+                client_secret=secret.get_secret_value() if secret is not None else None,
+            ),
             verifier=verifier,
             sessions=sessions,
             clock=clock,

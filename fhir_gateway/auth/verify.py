@@ -110,6 +110,33 @@ class TokenVerifier:
         grant = claims.get("grant")
         return context, grant if isinstance(grant, str) and grant else None
 
+    def verify_id_token(self, token: str, *, client_id: str) -> dict[str, Any]:
+        """The claims of an OpenID Connect ID token (Core 3.1.3.7): signed by the trusted
+        issuer with its keys, for ``client_id``, unexpired; or InvalidToken. The caller
+        checks the nonce."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._resolve_key(token),
+                algorithms=self._algorithms,
+                audience=client_id,
+                issuer=self.issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The ID token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("The ID token is not for this client (audience)") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("The ID token was not issued by a trusted issuer") from None
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise InvalidToken(f"The ID token is not valid: {_short(exc)}") from None
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp") != client_id:
+            raise InvalidToken("The ID token names other audiences but not this client as azp")
+        return claims
+
 
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

@@ -189,7 +189,7 @@ async def smart_configuration(request: Request) -> Response:
     body: dict[str, Any] = {
         "issuer": auth.trusted_issuer,
         "jwks_uri": auth.jwks_url or f"{issuer}/jwks.json",
-        "token_endpoint": f"{issuer}/token",
+        "token_endpoint": auth.token_endpoint or f"{issuer}/token",
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(auth.algorithms),
@@ -211,6 +211,13 @@ async def smart_configuration(request: Request) -> Response:
             "permission-patient",
             "permission-user",
         ]
+    elif auth.authorization_endpoint:
+        # The partnership's identity provider signs people in; what else it offers is its own
+        # discovery document's to say.
+        body["authorization_endpoint"] = auth.authorization_endpoint
+        body["grant_types_supported"] = ["authorization_code", "client_credentials"]
+        body["response_types_supported"] = ["code"]
+        body["capabilities"] += ["launch-standalone"]
     return Response(content=dumps(body), media_type="application/json")
 
 

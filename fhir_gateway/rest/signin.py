@@ -62,7 +62,10 @@ def _server(request: Request) -> AuthorizationServer:
 def _web(request: Request) -> WebClient:
     web: WebClient | None = request.app.state.web_client
     if web is None:
-        raise NotFound("Browser sign-in is offered with the development issuer only")
+        raise NotFound(
+            "Browser sign-in needs the identity provider's endpoints "
+            "(auth.authorization_endpoint and auth.token_endpoint)"
+        )
     return web
 
 

@@ -4,14 +4,10 @@ The server runs in a thread with uvicorn against its own database (a new SQLite 
 PostgreSQL schema), so everything it writes is committed, as in production.
 """
 
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 
@@ -20,12 +16,7 @@ from fhir_gateway.auth.dependencies import development_issuer
 from fhir_gateway.settings import AuthSettings, GatewaySettings
 from tests.conftest import SYSTEM_CLAIMS, own_engine
 from tests.factories import fhir
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.live_server import free_port, serving
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -36,7 +27,7 @@ def live(
     agreement_path: str,
 ) -> Iterator[tuple[str, str]]:
     """A live server's base URL, and a system token for it."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/fhir"
     with own_engine(request.param, tmp_path_factory, "live") as engine:
         auth = auth_settings.model_copy(update={"audience": url})
@@ -44,22 +35,8 @@ def live(
             database_url=str(engine.url), base_url=url, auth=auth, agreement_path=agreement_path
         )
         token = development_issuer(auth).issue(SYSTEM_CLAIMS)
-        app = create_app(settings, engine=engine)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-        try:
+        with serving(create_app(settings, engine=engine), port):
             yield url, token
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
 
 
 @pytest.fixture
