@@ -94,12 +94,6 @@ class AuthSettings(BaseModel):
     )
 
     @property
-    def browser_sign_in(self) -> bool:
-        """Whether the web pages can sign in: always with the development issuer, and with
-        an identity provider whose endpoints are configured."""
-        return self.development_issuer or self.token_endpoint is not None
-
-    @property
     def trusted_issuer(self) -> str:
         if self.issuer is None:
             raise RuntimeError("The token issuer is not resolved (GatewaySettings does it)")
