@@ -24,12 +24,12 @@ from fhir_gateway.store.reads import ReadAccess
 from tests.fhir_gateway.access.worlds import (
     NOW,
     World,
-    _write,
     describe,
     facts_for,
     parse,
     read_access,
     worlds,
+    write_world,
 )
 
 PROPERTY = settings(
@@ -45,7 +45,7 @@ def _check(session: Session, world: World) -> list[str]:
     problems: list[str] = []
     savepoint = session.begin_nested()
     try:
-        _write(session, world)
+        write_world(session, world)
         stored = world.stored()
         sealed = {d.item for d in world.directives if d.decision == "deny" and d.item}
         for n, caller in enumerate(world.callers):

@@ -41,12 +41,12 @@ from tests.fhir_gateway.access.worlds import (
     NOW,
     USERS,
     World,
-    _write,
     describe,
     facts_for,
     parse,
     read_access,
     worlds,
+    write_world,
 )
 
 PROPERTY = settings(
@@ -65,7 +65,7 @@ def _world_written(
     and one that does not exist)."""
     savepoint = session.begin_nested()
     try:
-        _write(session, world)
+        write_world(session, world)
         stored = world.stored()
         driver = cast(psycopg.Connection[Any], session.connection().connection.driver_connection)
         asked = [(r.resource_type, r.resource_id) for r in stored]
