@@ -49,6 +49,7 @@ from fhir_gateway.access.people import person_references
 from fhir_gateway.audit.inline import AUDIT_COLUMNS, audit_params
 from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.audit.repository import add_events
+from fhir_gateway.db import SESSION_OPTIONS
 from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.store import repository
 from fhir_gateway.store.models import HistoryRow, ResourceRow, UtcDateTime
@@ -504,7 +505,8 @@ class PostgresReader:
         # The session speaks UTC, as the API does: psycopg then gives timestamps in
         # ``datetime.UTC`` itself, which costs nothing to convert (a zone it must look up
         # costs microseconds a row, hundreds of rows a request).
-        options = f"{conninfo_to_dict(conninfo).get('options') or ''} -c TimeZone=UTC".strip()
+        given = conninfo_to_dict(conninfo).get("options") or ""
+        options = f"{given} {SESSION_OPTIONS} -c TimeZone=UTC".strip()
         self._pool = self._make_pool(conninfo, max_size, connect_timeout, options=options)
         self._fixed_pool = self._make_pool(
             conninfo,
