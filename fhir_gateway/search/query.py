@@ -23,6 +23,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal_column,
     not_,
     or_,
     select,
@@ -269,24 +270,30 @@ def _reverse_chain(
 ) -> ColumnElement[bool]:
     """``_has``: ``row`` is referred to, by ``c.param``, from a resource of ``c.has_type`` that
     matches ``c.has`` and that the caller may see (else a hidden Observation would single out
-    the person it is about)."""
+    the person it is about).
+
+    Written as EXISTS over the references *to* ``row`` (the reference index's lookup is by
+    target), so that each candidate is tested by its own few referring resources: a
+    common code (every patient's blood pressure) would otherwise have every resource of
+    that code tested against the caller's predicate before the first page."""
     assert c.has is not None
     assert c.has_type is not None
+    reference = search_reference.alias()
     source = aliased(ResourceRow)
-    referring = (
-        select(search_reference.c.target_id)
-        .join(source, source.pk == search_reference.c.resource_pk)
-        .where(
-            search_reference.c.resource_type == c.has_type,
-            param_rows(search_reference, c.has_type, c.param.code),
-            search_reference.c.target_type == c.resource_type,
-            source.deleted.is_(False),
-            _criterion(c.has, source, base_url=base_url, visible_on=visible_on),
-        )
-    )
+    clauses = [
+        reference.c.target_id == row.resource_id,
+        reference.c.target_type == c.resource_type,
+        reference.c.resource_type == c.has_type,
+        param_rows(reference, c.has_type, c.param.code),
+        source.pk == reference.c.resource_pk,
+        source.deleted.is_(False),
+        _criterion(c.has, source, base_url=base_url, visible_on=visible_on),
+    ]
     if visible_on is not None:
-        referring = referring.where(visible_on(source))
-    return row.resource_id.in_(referring)
+        clauses.append(visible_on(source))
+    # OFFSET 0 keeps PostgreSQL from turning the EXISTS into a join over every referring
+    # resource of the code (which it plans when it underestimates how many there are).
+    return select(literal_column("1")).where(*clauses).offset(0).exists()
 
 
 def sort_expression(key: SortKey, row: Any, resource_type: str) -> Any:
