@@ -32,8 +32,18 @@ directive):
   V), matched against its stored ``meta.security``. Naming a label adds one to the
   level (a label alone 1; with a source or a recipient 2; with both 3, as an item). A label
   the value sets do not define, a lower confidentiality, or a label with an item, is refused.
+- ``provision.purpose``: the directive applies only to callers declaring that purpose of use
+  (HL7 v3 ActReason ``TREAT``, ``BTG``, ``PATRQT``, or carejoin's ``CASEFIND``; several
+  purposes mean any of them, one directive each). Break-glass counts as direct care here as
+  in the agreement's rules, so a directive about ``TREAT`` applies to a caller breaking glass
+  too (whose objections are lifted all the same). Naming a purpose adds one to the level, as
+  a label does, up to 3. Not inherited by nested provisions, like the actors and labels.
 - ``provision.period``: when it applies (an objection without an end applies until
   withdrawn: the Consent is made inactive or deleted).
+
+Case-finding leaves out anyone with an objection in force, whatever it is narrowed to
+(``docs/consent.md``): a purpose-narrowed objection about direct care leaves the person out
+of case-finding too.
 """
 
 import re
@@ -55,8 +65,14 @@ UNSUPPORTED_NARROWING = (
     "class",
     "code",
     "dataPeriod",
-    "purpose",
 )
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+CAREJOIN_PURPOSE = "https://fhir.carejoin.example/CodeSystem/purpose-of-use"
+# The purposes of use a directive may be narrowed to, by the system that names each.
+PURPOSES = {
+    ACT_REASON: frozenset({"TREAT", "BTG", "PATRQT"}),
+    CAREJOIN_PURPOSE: frozenset({"CASEFIND"}),
+}
 SOURCE_ROLES = frozenset({"CST"})
 # A confidentiality code in a narrowing names the data at least that confidential: the codes
 # a resource's stored ``meta.security`` may carry for each (HL7 v3 Confidentiality).
@@ -81,6 +97,8 @@ class Directive:
     item: str | None = None  # "Type/id" of a sealed (or specifically permitted) item
     # The label it is narrowed to: a sensitive category, or confidentiality "R" / "V".
     label: str | None = None
+    # The purpose of use it is narrowed to (the caller's declared purpose must be it).
+    purpose: str | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
@@ -247,30 +265,44 @@ def _walk(
         raise DirectiveError(
             f"{where}: name items (data) or security labels, not both, in one provision"
         )
+    purposes: list[str | None] = list(
+        dict.fromkeys(
+            _purpose(_as_map(c), f"{where}.purpose[{i}]")
+            for i, c in enumerate(_as_list(provision.get("purpose")))
+        )
+    )
+    if items and purposes:
+        raise DirectiveError(
+            f"{where}: an item (data) is sealed or permitted for every purpose; name items or "
+            "purposes, not both, in one provision"
+        )
     source_list: list[str | None] = list(sources) or [None]
     for source in source_list:
         for organisation, role in recipients:
             for item in items or [None]:  # one directive per item named
                 for label in named_labels or [None]:  # and one per label
-                    named = (
-                        (source is not None)
-                        + (organisation is not None or role is not None)
-                        + (label is not None)
-                    )
-                    out.append(
-                        Directive(
-                            patient_id=patient_id,
-                            decision=str(decision),
-                            level=3 if item else named,
-                            recipient_organisation=organisation,
-                            recipient_role=role,
-                            source_organisation=source,
-                            item=item,
-                            label=label,
-                            starts_at=start,
-                            ends_at=end,
+                    for purpose in purposes or [None]:  # and one per purpose
+                        named = (
+                            (source is not None)
+                            + (organisation is not None or role is not None)
+                            + (label is not None)
+                            + (purpose is not None)
                         )
-                    )
+                        out.append(
+                            Directive(
+                                patient_id=patient_id,
+                                decision=str(decision),
+                                level=3 if item else min(named, 3),
+                                recipient_organisation=organisation,
+                                recipient_role=role,
+                                source_organisation=source,
+                                item=item,
+                                label=label,
+                                purpose=purpose,
+                                starts_at=start,
+                                ends_at=end,
+                            )
+                        )
     for i, nested in enumerate(_as_list(provision.get("provision"))):
         _walk(
             _as_map(nested),
@@ -283,6 +315,19 @@ def _walk(
             out,
             f"{where}.provision[{i}]",
         )
+
+
+def _purpose(coding: Mapping[str, object], where: str) -> str:
+    """The purpose of use a ``provision.purpose`` Coding names."""
+    system, code = coding.get("system"), coding.get("code")
+    if not isinstance(system, str) or not isinstance(code, str) or not code:
+        raise DirectiveError(f"{where} must be a Coding with a system and a code")
+    if code not in PURPOSES.get(system, frozenset()):
+        known = ", ".join(sorted(c for codes in PURPOSES.values() for c in codes))
+        raise DirectiveError(
+            f"{where}: {system}|{code} is not a purpose of use callers declare here ({known})"
+        )
+    return code
 
 
 _ITEM = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]+)?$")

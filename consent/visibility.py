@@ -149,13 +149,17 @@ class DirectivesAllow:
     Sealed items are always refused. ``lift_objections``: deny directives other than sealed
     items are ignored (break-glass). ``require_permit``: an applicable permit must win (the
     agreement requires explicit consent). A directive narrowed to a security label applies
-    only to resources carrying it (``Directive.covers``): its own data, nothing else.
+    only to resources carrying it (``Directive.covers``): its own data, nothing else; one
+    narrowed to a purpose of use only to callers declaring it (``purposes``).
     """
 
     organisation: str | None
     role: str | None
     require_permit: bool
     lift_objections: bool
+    # The caller's purposes of use as directives name them (break-glass counts as TREAT too):
+    # a directive narrowed to a purpose applies only if it is one of these.
+    purposes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +295,7 @@ def _permitted(context: AccessContext, agreement: Agreement) -> Predicate:
     if organisation is None or kind is None:
         return any_of(own, directory)
     purposes = _rule_purposes(context.purpose)
+    directive_purposes = tuple(sorted(purposes))
     breaking_glass = (
         context.purpose is Purpose.BTG
         and role in agreement.break_glass_roles
@@ -329,7 +334,9 @@ def _permitted(context: AccessContext, agreement: Agreement) -> Predicate:
         )
         gate = all_of(
             Related(organisation, context.user, registering_practices(agreement)),
-            DirectivesAllow(organisation, role, explicit, lift_objections=False),
+            DirectivesAllow(
+                organisation, role, explicit, lift_objections=False, purposes=directive_purposes
+            ),
         )
         if breaking_glass:
             assert context.user is not None
@@ -337,7 +344,13 @@ def _permitted(context: AccessContext, agreement: Agreement) -> Predicate:
                 gate,
                 all_of(
                     BrokeGlass(context.user),
-                    DirectivesAllow(organisation, role, explicit, lift_objections=True),
+                    DirectivesAllow(
+                        organisation,
+                        role,
+                        explicit,
+                        lift_objections=True,
+                        purposes=directive_purposes,
+                    ),
                 ),
             )
         parts.append(all_of(shared, gate))
@@ -384,6 +397,7 @@ def _directives_allow(
     role: str | None,
     require_permit: bool,
     lift_objections: bool,
+    purposes: frozenset[str],
     now: datetime,
 ) -> bool:
     item = f"{facts.resource_type}/{facts.resource_id}"
@@ -396,6 +410,7 @@ def _directives_allow(
         and d.recipient_role in (None, role)
         and d.source_organisation in (None, facts.source_organisation)
         and d.item in (None, item)
+        and (d.purpose is None or d.purpose in purposes)
         and d.covers(facts.sensitivity, facts.security)
     ]
     if any(d.sealed for d in applicable):
@@ -494,6 +509,7 @@ def decide(
         role=role,
         require_permit=explicit,
         lift_objections=False,
+        purposes=_rule_purposes(context.purpose),
         now=now,
     ):
         return True
@@ -514,6 +530,7 @@ def decide(
         role=role,
         require_permit=explicit,
         lift_objections=True,
+        purposes=_rule_purposes(context.purpose),
         now=now,
     )
 

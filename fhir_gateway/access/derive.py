@@ -139,6 +139,7 @@ def replace_derived(session: Session, writes: Sequence[Any], *, now: datetime) -
                         "source_organisation": d.source_organisation,
                         "item": d.item,
                         "label": d.label,
+                        "purpose": d.purpose,
                         "starts_at": d.starts_at,
                         "ends_at": d.ends_at,
                     }

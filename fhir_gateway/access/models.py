@@ -52,6 +52,8 @@ class ConsentDirectiveRow(Base):
     # The security label a narrowed choice applies to: a sensitive-data category
     # (``mental_health``) or a confidentiality code (``R``, ``V``); null for none.
     label: Mapped[str | None] = mapped_column(String(64))
+    # The purpose of use a narrowed choice applies to (``CASEFIND``); null for any.
+    purpose: Mapped[str | None] = mapped_column(String(16))
     starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -593,6 +593,9 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             else d.recipient_role.is_(None),
             or_(d.source_organisation.is_(None), d.source_organisation == row.source_org),
             or_(d.item.is_(None), d.item == row.resource_type + _SLASH + row.resource_id),
+            or_(d.purpose.is_(None), _one_of(d.purpose, node.purposes))
+            if node.purposes
+            else d.purpose.is_(None),
             *covered,
             extra,
         )

@@ -387,3 +387,71 @@ def test_a_sealed_item_given_with_its_version_seals_the_resource() -> None:
     except DirectiveError:
         return  # refusing what cannot be enforced is as good
     assert [d.item for d in found] == ["Condition/c1"]
+
+
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+CAREJOIN_PURPOSE = "https://fhir.carejoin.example/CodeSystem/purpose-of-use"
+
+
+def _purpose(code: str, system: str = ACT_REASON) -> dict[str, str]:
+    return {"system": system, "code": code}
+
+
+def test_a_purpose_narrows_a_directive_and_counts_as_one_more_thing_named() -> None:
+    casefinding = _purpose("CASEFIND", CAREJOIN_PURPOSE)
+    assert _read(_consent({"type": "deny", "purpose": [casefinding]})) == [
+        _d("deny", 1, purpose="CASEFIND")
+    ]
+    to_council = {
+        "type": "deny",
+        "actor": [_recipient(_org("Z10C"))],
+        "purpose": [_purpose("TREAT")],
+    }
+    assert _read(_consent(to_council)) == [
+        _d("deny", 2, recipient_organisation="Z10C", purpose="TREAT")
+    ]
+    # Several purposes: any of them, one directive each (a repeated one once).
+    both = {"type": "deny", "purpose": [_purpose("TREAT"), casefinding, _purpose("TREAT")]}
+    assert _read(_consent(both)) == [
+        _d("deny", 1, purpose="TREAT"),
+        _d("deny", 1, purpose="CASEFIND"),
+    ]
+    # Everything named at once stays below nothing: at most as specific as an item.
+    everything = {
+        "type": "deny",
+        "actor": [_recipient(_org("Z10C")), _custodian(_org("Z10H"))],
+        "securityLabel": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}
+        ],
+        "purpose": [_purpose("TREAT")],
+    }
+    [found] = _read(_consent(everything))
+    assert found.level == 3
+    assert (found.label, found.purpose) == ("mental_health", "TREAT")
+
+
+@pytest.mark.parametrize(
+    ("purposes", "says"),
+    [
+        ([_purpose("HRESCH")], "not a purpose of use callers declare here"),
+        ([_purpose("CASEFIND")], "not a purpose of use"),  # ours, not an ActReason code
+        ([_purpose("TREAT", CAREJOIN_PURPOSE)], "not a purpose of use"),
+        ([{"code": "TREAT"}], "a Coding with a system and a code"),
+        ([{"system": ACT_REASON}], "a Coding with a system and a code"),
+    ],
+)
+def test_a_purpose_callers_never_declare_is_refused(
+    purposes: list[dict[str, str]], says: str
+) -> None:
+    with pytest.raises(DirectiveError, match=says):
+        _read(_consent({"type": "deny", "purpose": purposes}))
+
+
+def test_an_item_is_not_narrowed_to_a_purpose() -> None:
+    provision = {
+        "type": "deny",
+        "data": [{"meaning": "instance", "reference": {"reference": "Condition/c1"}}],
+        "purpose": [_purpose("TREAT")],
+    }
+    with pytest.raises(DirectiveError, match="items or purposes"):
+        _read(_consent(provision))

@@ -1038,6 +1038,12 @@ def _shares_as_direct_care(labels: Any) -> bool:
     return all(_passes(labels, given) is shared for given, shared in DIRECT_CARE_LABELS)
 
 
+# The purposes a directive may name that apply to a caller: their own (break-glass counts
+# as direct care too, as for the agreement's rules).
+TREAT = ("TREAT",)
+BTG = ("BTG", "TREAT")
+
+
 def test_the_tree_for_a_member_of_staff() -> None:
     tree = _tree(GP_DOC)
     assert isinstance(tree, AnyOf)
@@ -1058,7 +1064,7 @@ def test_the_tree_for_a_member_of_staff() -> None:
     assert gate == AllOf(
         (
             Related(GP, "Practitioner/u1", frozenset({GP, GP2})),
-            DirectivesAllow(GP, "DOC", require_permit=False, lift_objections=False),
+            DirectivesAllow(GP, "DOC", require_permit=False, lift_objections=False, purposes=TREAT),
         )
     )
 
@@ -1086,10 +1092,10 @@ def test_the_tree_for_social_care_requires_consent_for_health_data() -> None:
         SourceIn(frozenset({GP2})),
     ]
     assert implied_gate.items[1] == DirectivesAllow(
-        COUNCIL, "SW", require_permit=False, lift_objections=False
+        COUNCIL, "SW", require_permit=False, lift_objections=False, purposes=TREAT
     )
     assert explicit_gate.items[1] == DirectivesAllow(
-        COUNCIL, "SW", require_permit=True, lift_objections=False
+        COUNCIL, "SW", require_permit=True, lift_objections=False, purposes=TREAT
     )
 
 
@@ -1107,7 +1113,9 @@ def test_the_tree_for_break_glass() -> None:
     assert gate.items[1] == AllOf(
         (
             BrokeGlass("Practitioner/u1"),
-            DirectivesAllow(HOSPITAL, "DOC", require_permit=False, lift_objections=True),
+            DirectivesAllow(
+                HOSPITAL, "DOC", require_permit=False, lift_objections=True, purposes=BTG
+            ),
         )
     )
 
@@ -1237,8 +1245,12 @@ def test_specialise_without_directives_leaves_only_labels(facts: PersonFacts, op
 
 def test_specialise_keeps_the_directives_of_a_person_who_has_some() -> None:
     own, directory, (shared,) = _without_gates(HOSP_BTG)
-    kept = DirectivesAllow(HOSPITAL, "DOC", require_permit=False, lift_objections=False)
-    lifted = DirectivesAllow(HOSPITAL, "DOC", require_permit=False, lift_objections=True)
+    kept = DirectivesAllow(
+        HOSPITAL, "DOC", require_permit=False, lift_objections=False, purposes=BTG
+    )
+    lifted = DirectivesAllow(
+        HOSPITAL, "DOC", require_permit=False, lift_objections=True, purposes=BTG
+    )
     related = _person((ADMITTED,), has_directives=True)
     assert specialise(_tree(HOSP_BTG), related, now=NOW) == AnyOf(
         (own, directory, AllOf((shared, kept)))
@@ -1253,7 +1265,9 @@ def test_specialise_without_directives_refuses_what_needs_explicit_consent() -> 
     own, directory, (implied, _) = _without_gates(SW)
     managed = _person((MANAGED,))
     assert specialise(_tree(SW), managed, now=NOW) == AnyOf((own, directory, implied))
-    explicit = DirectivesAllow(COUNCIL, "SW", require_permit=True, lift_objections=False)
+    explicit = DirectivesAllow(
+        COUNCIL, "SW", require_permit=True, lift_objections=False, purposes=TREAT
+    )
     with_choices = specialise(_tree(SW), replace(managed, has_directives=True), now=NOW)
     assert isinstance(with_choices, AnyOf)
     last = with_choices.items[-1]

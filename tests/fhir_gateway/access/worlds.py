@@ -105,6 +105,8 @@ SECURITY = (
 # What a directive may be narrowed to (``provision.securityLabel``): the categories resources
 # carry, one they never do, and the confidentiality codes (``R`` covers R and V).
 DIRECTIVE_LABELS = (*LABELS, "fertility", "R", "V")
+# What a directive may be narrowed to (``provision.purpose``): every purpose callers declare.
+DIRECTIVE_PURPOSES = ("TREAT", "BTG", "CASEFIND", "PATRQT")
 # Token values resources carry and narrowed scopes ask for: the parameters (as indexed), and
 # a few systems and codes. A scope may also name a parameter the type lacks, or one that is
 # not a token parameter (both match nothing).
@@ -458,6 +460,13 @@ def _directive(
         if item is None and draw(st.integers(0, 2)) == 0
         else None
     )
+    # About one in three of those without an item is narrowed to a purpose of use (never with
+    # an item: such a provision is refused).
+    purpose = (
+        draw(st.sampled_from(DIRECTIVE_PURPOSES))
+        if item is None and draw(st.integers(0, 2)) == 0
+        else None
+    )
     anyone = [st.none()] * (3 if item else 1)
     recipient = draw(
         st.one_of(
@@ -470,12 +479,21 @@ def _directive(
     return Directive(
         patient_id=draw(st.sampled_from(patient_ids)),
         decision=draw(st.sampled_from(["deny", "permit"])),
-        level=3 if item else (source is not None) + (recipient is not None) + (label is not None),
+        level=3
+        if item
+        else min(
+            3,
+            (source is not None)
+            + (recipient is not None)
+            + (label is not None)
+            + (purpose is not None),
+        ),
         recipient_organisation=recipient[1] if recipient and recipient[0] == "org" else None,
         recipient_role=recipient[1] if recipient and recipient[0] == "role" else None,
         source_organisation=source,
         item=item,
         label=label,
+        purpose=purpose,
         starts_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
         ends_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
     )
@@ -678,6 +696,7 @@ def write_world(session: Session, world: World) -> dict[str, int]:
                     "source_organisation": d.source_organisation,
                     "item": d.item,
                     "label": d.label,
+                    "purpose": d.purpose,
                     "starts_at": d.starts_at,
                     "ends_at": d.ends_at,
                 }
