@@ -33,6 +33,7 @@ from fhir_gateway.rest.audit import audit_failure
 from fhir_gateway.rest.audit import router as audit_router
 from fhir_gateway.rest.auth import router as auth_router
 from fhir_gateway.rest.consent import router as consent_router
+from fhir_gateway.rest.errors import UnexpectedErrors
 from fhir_gateway.rest.fastread import FastReadMiddleware
 from fhir_gateway.rest.feeds import router as feeds_router
 from fhir_gateway.rest.identity import router as identity_router
@@ -224,16 +225,21 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        request_id = uuid.uuid4().hex[:12]
-        log.exception(
-            "unexpected error handling %s %s [request %s]",
-            request.method,
-            request.url.path,
-            request_id,
-            exc_info=exc,
-        )
-        message = f"An internal error occurred (request {request_id}); it has been logged"
-        await audit_failure(request, 500, message)
-        return _outcome_response(500, outcome(Issue(code="exception", diagnostics=message)))
+    # Answered by ``UnexpectedErrors`` (which keeps the connection); Starlette's own layer
+    # uses the same handler for what is raised after a response has started.
+    app.add_middleware(UnexpectedErrors, handler=on_unexpected)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    request_id = uuid.uuid4().hex[:12]
+    log.exception(
+        "unexpected error handling %s %s [request %s]",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
+    message = f"An internal error occurred (request {request_id}); it has been logged"
+    await audit_failure(request, 500, message)
+    return _outcome_response(500, outcome(Issue(code="exception", diagnostics=message)))
