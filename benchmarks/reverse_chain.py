@@ -19,6 +19,8 @@ import httpx
 
 from benchmarks.common import bench_token, bench_url, machine, server
 from benchmarks.consent import GP_CLAIMS
+from fhir_gateway import migrate
+from fhir_gateway.db import create_engine_for
 
 
 def main() -> None:
@@ -27,6 +29,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     url = bench_url().replace("carejoin_bench", f"carejoin_bench_{args.people}")
+    engine = create_engine_for(url)
+    migrate.upgrade(engine)  # the service refuses a database behind its code
+    engine.dispose()
     print(f"\nmachine: {machine()}; date: {datetime.now(UTC):%Y-%m-%d}; database: PostgreSQL")
     with server(url) as (host, port, _):
         base = f"http://{host}:{port}/fhir"

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fhir_gateway import events
+from fhir_gateway import events, migrate
 from fhir_gateway.access.service import AgreementStore
 from fhir_gateway.audit import sealer
 from fhir_gateway.auth import dependencies as auth
@@ -98,6 +98,9 @@ def create_app(
                 echo=settings.echo_sql,
             )
             _bind(app, app.state.engine)
+        # Refuse to start on a database without this version's migrations, rather than
+        # answer every request that touches what they add with a 500.
+        migrate.require_current(app.state.engine)
         reader: ResourceReader = app.state.reader
         await reader.open()
         dispatching = None

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 
@@ -45,3 +47,33 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             )
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+class SchemaBehind(RuntimeError):
+    """The database lacks migrations this version of the code needs."""
+
+
+def missing(engine: Engine) -> list[str]:
+    """The revisions this code has that the database has not applied, oldest first. A
+    database at a revision these scripts do not know (a newer version's) lacks nothing
+    this code can name: an older version may run beside a newer schema during a rollout."""
+    script = ScriptDirectory.from_config(alembic_config())
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    known = {r.revision for r in script.walk_revisions()}
+    if len(current) > 1 or any(revision not in known for revision in current):
+        return []
+    lower = current[0] if current else "base"
+    return [r.revision for r in reversed(list(script.iterate_revisions("heads", lower)))]
+
+
+def require_current(engine: Engine) -> None:
+    """SchemaBehind unless the database has every migration of this code (checked when the
+    service starts, so that it refuses to run rather than fail request by request)."""
+    lacking = missing(engine)
+    if lacking:
+        raise SchemaBehind(
+            f"The database lacks {len(lacking)} migration(s) of this version "
+            f"({', '.join(lacking)}): run 'carejoin db upgrade' (or 'carejoin serve', which "
+            "applies them) before starting the service"
+        )
