@@ -38,6 +38,10 @@ directive):
   in the agreement's rules, so a directive about ``TREAT`` applies to a caller breaking glass
   too (whose objections are lifted all the same). Naming a purpose adds one to the level, as
   a label does, up to 3. Not inherited by nested provisions, like the actors and labels.
+- ``provision.class``: the directive applies only to resources of that type (a Coding of
+  ``http://hl7.org/fhir/resource-types``: "not my care plans to the council"); several mean
+  any of them, one directive each; level +1, up to 3, as a label; never with items (an item
+  already names its type). Other kinds of class (document formats, profiles) are refused.
 - ``provision.period``: when it applies (an objection without an end applies until
   withdrawn: the Consent is made inactive or deleted).
 
@@ -62,10 +66,10 @@ RECIPIENT_ROLES = frozenset({"IRCP"})
 # Ways R4 lets a provision narrow itself that this service does not enforce.
 UNSUPPORTED_NARROWING = (
     "action",
-    "class",
     "code",
     "dataPeriod",
 )
+RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CAREJOIN_PURPOSE = "https://fhir.carejoin.example/CodeSystem/purpose-of-use"
 # The purposes of use a directive may be narrowed to, by the system that names each.
@@ -99,6 +103,8 @@ class Directive:
     label: str | None = None
     # The purpose of use it is narrowed to (the caller's declared purpose must be it).
     purpose: str | None = None
+    # The resource type it is narrowed to (``provision.class``): data of that type only.
+    resource_class: str | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
@@ -110,6 +116,10 @@ class Directive:
         return (self.starts_at is None or self.starts_at <= now) and (
             self.ends_at is None or now < self.ends_at
         )
+
+    def covers_type(self, resource_type: str) -> bool:
+        """Whether a resource of this type is what this directive is about."""
+        return self.resource_class is None or self.resource_class == resource_type
 
     def covers(self, sensitivity: AbstractSet[str], security: AbstractSet[str]) -> bool:
         """Whether data with these stored categories and ``meta.security`` codes is what
@@ -158,9 +168,11 @@ def directives_from_consent(
     resolve_organisation: OrganisationResolver,
     parse_instant: Callable[[str, bool], datetime],
     value_sets: ValueSets | None = None,
+    resource_types: AbstractSet[str] | None = None,
 ) -> list[Directive]:
     """The directives a Consent records for ``patient_id`` (none unless active privacy).
 
+    ``resource_types``: the types a ``provision.class`` may name (those the store keeps).
     ``parse_instant(text, end)`` turns a FHIR dateTime into the start (``end`` False) or the
     end (True) of the period it denotes. Raises DirectiveError for what cannot be enforced
     (an actor that is neither an organisation nor a role, an unknown actor role, a provision
@@ -173,7 +185,7 @@ def directives_from_consent(
     if not top:
         raise DirectiveError("A privacy Consent needs a provision saying deny or permit")
     found: list[Directive] = []
-    labels = _Labels(value_sets or default_value_sets())
+    labels = _Labels(value_sets or default_value_sets(), resource_types)
     _walk(
         top, patient_id, None, None, resolve_organisation, parse_instant, labels, found, "provision"
     )
@@ -181,8 +193,12 @@ def directives_from_consent(
 
 
 class _Labels:
-    def __init__(self, value_sets: ValueSets) -> None:
+    """What the codes a provision names are checked against: the value sets, and the
+    resource types the store keeps (any, when not given)."""
+
+    def __init__(self, value_sets: ValueSets, resource_types: AbstractSet[str] | None) -> None:
         self.value_sets = value_sets
+        self.resource_types = resource_types
 
     def of(self, coding: Mapping[str, object], where: str) -> str:
         """The label a ``provision.securityLabel`` Coding names, as directives store it."""
@@ -271,6 +287,16 @@ def _walk(
             for i, c in enumerate(_as_list(provision.get("purpose")))
         )
     )
+    classes: list[str | None] = list(
+        dict.fromkeys(
+            _resource_class(_as_map(c), f"{where}.class[{i}]", labels.resource_types)
+            for i, c in enumerate(_as_list(provision.get("class")))
+        )
+    )
+    if items and classes:
+        raise DirectiveError(
+            f"{where}: an item (data) already names its type; name items or classes, not both"
+        )
     if items and purposes:
         raise DirectiveError(
             f"{where}: an item (data) is sealed or permitted for every purpose; name items or "
@@ -282,27 +308,30 @@ def _walk(
             for item in items or [None]:  # one directive per item named
                 for label in named_labels or [None]:  # and one per label
                     for purpose in purposes or [None]:  # and one per purpose
-                        named = (
-                            (source is not None)
-                            + (organisation is not None or role is not None)
-                            + (label is not None)
-                            + (purpose is not None)
-                        )
-                        out.append(
-                            Directive(
-                                patient_id=patient_id,
-                                decision=str(decision),
-                                level=3 if item else min(named, 3),
-                                recipient_organisation=organisation,
-                                recipient_role=role,
-                                source_organisation=source,
-                                item=item,
-                                label=label,
-                                purpose=purpose,
-                                starts_at=start,
-                                ends_at=end,
+                        for resource_class in classes or [None]:  # and one per class
+                            named = (
+                                (source is not None)
+                                + (organisation is not None or role is not None)
+                                + (label is not None)
+                                + (purpose is not None)
+                                + (resource_class is not None)
                             )
-                        )
+                            out.append(
+                                Directive(
+                                    patient_id=patient_id,
+                                    decision=str(decision),
+                                    level=3 if item else min(named, 3),
+                                    recipient_organisation=organisation,
+                                    recipient_role=role,
+                                    source_organisation=source,
+                                    item=item,
+                                    label=label,
+                                    purpose=purpose,
+                                    resource_class=resource_class,
+                                    starts_at=start,
+                                    ends_at=end,
+                                )
+                            )
     for i, nested in enumerate(_as_list(provision.get("provision"))):
         _walk(
             _as_map(nested),
@@ -315,6 +344,20 @@ def _walk(
             out,
             f"{where}.provision[{i}]",
         )
+
+
+def _resource_class(
+    coding: Mapping[str, object], where: str, known_types: AbstractSet[str] | None
+) -> str:
+    """The resource type a ``provision.class`` Coding names."""
+    system, code = coding.get("system"), coding.get("code")
+    if system != RESOURCE_TYPES or not isinstance(code, str) or not code:
+        raise DirectiveError(
+            f"{where}: only resource types ({RESOURCE_TYPES}) can narrow a choice here"
+        )
+    if known_types is not None and code not in known_types:
+        raise DirectiveError(f"{where}: {code} is not a resource type this service keeps")
+    return code
 
 
 def _purpose(coding: Mapping[str, object], where: str) -> str:

@@ -150,7 +150,8 @@ class DirectivesAllow:
     items are ignored (break-glass). ``require_permit``: an applicable permit must win (the
     agreement requires explicit consent). A directive narrowed to a security label applies
     only to resources carrying it (``Directive.covers``): its own data, nothing else; one
-    narrowed to a purpose of use only to callers declaring it (``purposes``).
+    narrowed to a purpose of use only to callers declaring it (``purposes``); one narrowed to
+    a resource type only to resources of that type.
     """
 
     organisation: str | None
@@ -411,6 +412,7 @@ def _directives_allow(
         and d.source_organisation in (None, facts.source_organisation)
         and d.item in (None, item)
         and (d.purpose is None or d.purpose in purposes)
+        and d.covers_type(facts.resource_type)
         and d.covers(facts.sensitivity, facts.security)
     ]
     if any(d.sealed for d in applicable):

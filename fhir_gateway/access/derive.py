@@ -19,6 +19,7 @@ from consent.relationships import relationships_from
 from fhir_gateway.access.models import CareRelationshipRow, ConsentDirectiveRow
 from fhir_gateway.outcomes import Unprocessable
 from fhir_gateway.search.dates import InvalidDate, parse_range
+from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store.models import ResourceRow
 
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -124,6 +125,7 @@ def replace_derived(session: Session, writes: Sequence[Any], *, now: datetime) -
                     patient_id=write.patient_id,
                     resolve_organisation=resolve,
                     parse_instant=_instant,
+                    resource_types=SUPPORTED_TYPES,
                 )
             except DirectiveError as exc:
                 raise Unprocessable(f"Consent/{write.resource_id}: {exc}") from exc
@@ -140,6 +142,7 @@ def replace_derived(session: Session, writes: Sequence[Any], *, now: datetime) -
                         "item": d.item,
                         "label": d.label,
                         "purpose": d.purpose,
+                        "resource_class": d.resource_class,
                         "starts_at": d.starts_at,
                         "ends_at": d.ends_at,
                     }

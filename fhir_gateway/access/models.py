@@ -54,6 +54,8 @@ class ConsentDirectiveRow(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     # The purpose of use a narrowed choice applies to (``CASEFIND``); null for any.
     purpose: Mapped[str | None] = mapped_column(String(16))
+    # The resource type a narrowed choice applies to (``CarePlan``); null for any.
+    resource_class: Mapped[str | None] = mapped_column(String(64))
     starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -596,6 +596,7 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             or_(d.purpose.is_(None), _one_of(d.purpose, node.purposes))
             if node.purposes
             else d.purpose.is_(None),
+            or_(d.resource_class.is_(None), d.resource_class == row.resource_type),
             *covered,
             extra,
         )

@@ -351,8 +351,8 @@ def test_only_a_denied_item_is_sealed(directive: Directive, sealed: bool) -> Non
     "narrowing",
     [
         pytest.param(
-            {"class": [{"system": "http://hl7.org/fhir/resource-types", "code": "CarePlan"}]},
-            id="class",
+            {"class": [{"system": "urn:ietf:bcp:13", "code": "application/pdf"}]},
+            id="class-not-a-resource-type",
         ),
         pytest.param(
             {"code": [{"coding": [{"system": "http://snomed.info/sct", "code": "386661006"}]}]},
@@ -455,3 +455,62 @@ def test_an_item_is_not_narrowed_to_a_purpose() -> None:
     }
     with pytest.raises(DirectiveError, match="items or purposes"):
         _read(_consent(provision))
+
+
+RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
+
+
+def _class(code: str, system: str = RESOURCE_TYPES) -> dict[str, str]:
+    return {"system": system, "code": code}
+
+
+def _read_known(consent: dict[str, Any]) -> list[Directive]:
+    return directives_from_consent(
+        consent,
+        patient_id=PATIENT,
+        resolve_organisation=_resolve,
+        parse_instant=_instant,
+        resource_types=frozenset({"CarePlan", "Condition"}),
+    )
+
+
+def test_a_class_narrows_a_directive_to_a_resource_type() -> None:
+    to_council = {
+        "type": "deny",
+        "actor": [_recipient(_org("Z10C"))],
+        "class": [_class("CarePlan"), _class("Condition"), _class("CarePlan")],
+    }
+    assert _read_known(_consent(to_council)) == [
+        _d("deny", 2, recipient_organisation="Z10C", resource_class="CarePlan"),
+        _d("deny", 2, recipient_organisation="Z10C", resource_class="Condition"),
+    ]
+    found = _read_known(_consent({"type": "permit", "class": [_class("CarePlan")]}))
+    assert found == [_d("permit", 1, resource_class="CarePlan")]
+    assert found[0].covers_type("CarePlan")
+    assert not found[0].covers_type("Condition")
+    assert _d("deny", 0).covers_type("Condition")
+
+
+@pytest.mark.parametrize(
+    ("classes", "says"),
+    [
+        ([_class("Nonsense")], "not a resource type this service keeps"),
+        ([_class("application/pdf", "urn:ietf:bcp:13")], "only resource types"),
+        ([{"code": "CarePlan"}], "only resource types"),
+    ],
+)
+def test_a_class_that_is_not_a_kept_resource_type_is_refused(
+    classes: list[dict[str, str]], says: str
+) -> None:
+    with pytest.raises(DirectiveError, match=says):
+        _read_known(_consent({"type": "deny", "class": classes}))
+
+
+def test_an_item_is_not_narrowed_to_a_class() -> None:
+    provision = {
+        "type": "deny",
+        "data": [{"meaning": "instance", "reference": {"reference": "Condition/c1"}}],
+        "class": [_class("Condition")],
+    }
+    with pytest.raises(DirectiveError, match="items or classes"):
+        _read_known(_consent(provision))

@@ -467,6 +467,12 @@ def _directive(
         if item is None and draw(st.integers(0, 2)) == 0
         else None
     )
+    # About one in four is narrowed to a resource type (never with an item either).
+    resource_class = (
+        draw(st.sampled_from(RECORD_TYPES))
+        if item is None and draw(st.integers(0, 3)) == 0
+        else None
+    )
     anyone = [st.none()] * (3 if item else 1)
     recipient = draw(
         st.one_of(
@@ -486,7 +492,8 @@ def _directive(
             (source is not None)
             + (recipient is not None)
             + (label is not None)
-            + (purpose is not None),
+            + (purpose is not None)
+            + (resource_class is not None),
         ),
         recipient_organisation=recipient[1] if recipient and recipient[0] == "org" else None,
         recipient_role=recipient[1] if recipient and recipient[0] == "role" else None,
@@ -494,6 +501,7 @@ def _directive(
         item=item,
         label=label,
         purpose=purpose,
+        resource_class=resource_class,
         starts_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
         ends_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
     )
@@ -697,6 +705,7 @@ def write_world(session: Session, world: World) -> dict[str, int]:
                     "item": d.item,
                     "label": d.label,
                     "purpose": d.purpose,
+                    "resource_class": d.resource_class,
                     "starts_at": d.starts_at,
                     "ends_at": d.ends_at,
                 }

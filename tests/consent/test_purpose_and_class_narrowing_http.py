@@ -1,12 +1,15 @@
-"""A choice narrowed to a purpose of use is enforced over HTTP, on both databases.
+"""Choices narrowed to a purpose of use or to a resource type are enforced over HTTP, on
+both databases.
 
 "Not for case-finding" (``provision.purpose``) withholds the person's data from callers who
-declare case-finding, and from no one else; "not for direct care" the other way round. What
-cannot be enforced is still refused (422) and records nothing.
+declare case-finding, and from no one else; "not for direct care" the other way round. "Not
+my care plans" (``provision.class``) withholds care plans and nothing else. What cannot be
+enforced is still refused (422) and records nothing.
 
 The world: a person registered at practice Z90002, a GP at Z90001 related to them through a
-CareTeam, and a hospital diagnosis of hypertension. The demo agreement shares problems with
-GPs both for direct care (TREAT) and for case-finding (CASEFIND, role R8000).
+CareTeam, and the hospital's diagnosis of hypertension and care plan. The demo agreement
+shares problems and care plans with GPs for direct care (TREAT), and problems for
+case-finding (CASEFIND, role R8000).
 """
 
 from dataclasses import dataclass
@@ -50,6 +53,7 @@ def _consent(patient: str, provision: dict[str, Any]) -> dict[str, Any]:
 class Record:
     patient: str
     hypertension: str
+    care_plan: str
     treating: dict[str, str]  # the GP, for direct care
     casefinding: dict[str, str]  # the same GP, case-finding
 
@@ -65,6 +69,17 @@ def record(client: TestClient, issuer: DevelopmentIssuer) -> Record:
         },
         HOSPITAL,
     )
+    care_plan = write_as(
+        client,
+        {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": f"Patient/{patient}"},
+            "addresses": [{"reference": f"Condition/{hypertension}"}],
+        },
+        HOSPITAL,
+    )
     write_as(
         client, fhir.care_team(patient_id=patient, member="Practitioner/gp-Z90001-0"), PRACTICE
     )
@@ -73,7 +88,7 @@ def record(client: TestClient, issuer: DevelopmentIssuer) -> Record:
         claims = user_claims("gp-Z90001-0", organization="Z90001", purpose_of_use=purpose)
         return bearer(issuer, claims)
 
-    return Record(patient, hypertension, gp("TREAT"), gp("CASEFIND"))
+    return Record(patient, hypertension, care_plan, gp("TREAT"), gp("CASEFIND"))
 
 
 def _sees(client: TestClient, r: Record, headers: dict[str, str]) -> bool:
@@ -147,3 +162,49 @@ def test_a_purpose_that_cannot_be_enforced_is_refused_and_nothing_recorded(
     assert "purpose" in response.json()["issue"][0]["diagnostics"]
     assert _sees(client, record, record.treating)
     assert _sees(client, record, record.casefinding)
+
+
+def _sees_care_plan(client: TestClient, r: Record) -> bool:
+    read = client.get(f"/fhir/CarePlan/{r.care_plan}", headers=r.treating)
+    search = client.get("/fhir/CarePlan", params={"patient": r.patient}, headers=r.treating)
+    found = {
+        e["resource"]["id"]
+        for e in search.json().get("entry", [])
+        if e["resource"]["resourceType"] == "CarePlan"
+    }
+    assert (read.status_code == 200) == (r.care_plan in found)
+    return read.status_code == 200
+
+
+def _revincluded(client: TestClient, r: Record) -> list[str]:
+    """What a search for the diagnosis brings with the care plans addressing it."""
+    bundle = client.get(
+        "/fhir/Condition",
+        params={"_id": r.hypertension, "_revinclude": "CarePlan:condition"},
+        headers=r.treating,
+    ).json()
+    return sorted(e["resource"]["resourceType"] for e in bundle["entry"])
+
+
+def test_an_objection_to_sharing_care_plans_withholds_care_plans_only(
+    client: TestClient, record: Record
+) -> None:
+    assert _sees_care_plan(client, record)
+    assert _revincluded(client, record) == ["CarePlan", "Condition"]
+    care_plans = {"system": "http://hl7.org/fhir/resource-types", "code": "CarePlan"}
+    _record_choice(client, record, {"type": "deny", "class": [care_plans]})
+    assert not _sees_care_plan(client, record)
+    assert _sees(client, record, record.treating)
+    # The diagnosis the plan addresses is still there, and the plan is not let in by it.
+    assert _revincluded(client, record) == ["Condition"]
+
+
+def test_a_class_that_is_not_a_resource_type_is_refused(client: TestClient, record: Record) -> None:
+    consent = _consent(
+        record.patient,
+        {"type": "deny", "class": [{"system": "urn:ietf:bcp:13", "code": "application/pdf"}]},
+    )
+    response = client.post("/fhir/Consent", json={**consent, "meta": {"source": PRACTICE}})
+    assert response.status_code == 422, response.text
+    assert "resource types" in response.json()["issue"][0]["diagnostics"]
+    assert _sees_care_plan(client, record)
