@@ -35,24 +35,6 @@ MH = {"system": ACT_CODE, "code": "MH"}  # the newer HL7 code for the same categ
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
-def _consent(patient: str, provision: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient}"},
-        "provision": provision,
-    }
-
-
 def _actor(code: str, ods: str) -> dict[str, Any]:
     return {
         "role": {"coding": [{"system": PARTICIPATION, "code": code}]},
@@ -167,7 +149,7 @@ def _seen(client: TestClient, r: Record) -> dict[str, Any]:
 
 
 def _record_choice(client: TestClient, r: Record, provision: dict[str, Any]) -> str:
-    return write_as(client, _consent(r.patient, provision), PRACTICE)
+    return write_as(client, fhir.privacy_consent(r.patient, provision), PRACTICE)
 
 
 BOTH = "both"
@@ -283,7 +265,7 @@ def test_withdrawing_the_choice_shows_the_data_again(client: TestClient, record:
     consent = _record_choice(client, record, {"type": "deny", "securityLabel": [PSY]})
     assert _seen(client, record)["shown"] == {record.hypertension}
     body = {
-        **_consent(record.patient, {"type": "deny", "securityLabel": [PSY]}),
+        **fhir.privacy_consent(record.patient, {"type": "deny", "securityLabel": [PSY]}),
         "id": consent,
         "status": "inactive",
         "meta": {"source": PRACTICE},
@@ -347,7 +329,7 @@ def test_a_narrowing_that_cannot_be_enforced_is_refused_and_changes_nothing(
     before = _seen(client, record)
     refused = client.post(
         "/fhir/Consent",
-        json={**_consent(record.patient, provision), "meta": {"source": PRACTICE}},
+        json={**fhir.privacy_consent(record.patient, provision), "meta": {"source": PRACTICE}},
     )
     assert refused.status_code == 422, refused.text
     assert says in refused.text

@@ -31,24 +31,6 @@ CASEFIND = {"system": CAREJOIN_PURPOSE, "code": "CASEFIND"}
 TREAT = {"system": ACT_REASON, "code": "TREAT"}
 
 
-def _consent(patient: str, provision: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient}"},
-        "provision": provision,
-    }
-
-
 @dataclass(frozen=True)
 class Record:
     patient: str
@@ -105,7 +87,7 @@ def _sees(client: TestClient, r: Record, headers: dict[str, str]) -> bool:
 
 
 def _record_choice(client: TestClient, r: Record, provision: dict[str, Any]) -> None:
-    write_as(client, _consent(r.patient, provision), PRACTICE)
+    write_as(client, fhir.privacy_consent(r.patient, provision), PRACTICE)
 
 
 def test_before_any_choice_both_purposes_see_the_diagnosis(
@@ -155,7 +137,7 @@ def test_a_permit_for_direct_care_outweighs_a_blanket_objection_there_only(
 def test_a_purpose_that_cannot_be_enforced_is_refused_and_nothing_recorded(
     client: TestClient, record: Record, purpose: dict[str, str]
 ) -> None:
-    consent = _consent(record.patient, {"type": "deny", "purpose": [purpose]})
+    consent = fhir.privacy_consent(record.patient, {"type": "deny", "purpose": [purpose]})
     response = client.post("/fhir/Consent", json={**consent, "meta": {"source": PRACTICE}})
     assert response.status_code == 422, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
@@ -200,7 +182,7 @@ def test_an_objection_to_sharing_care_plans_withholds_care_plans_only(
 
 
 def test_a_class_that_is_not_a_resource_type_is_refused(client: TestClient, record: Record) -> None:
-    consent = _consent(
+    consent = fhir.privacy_consent(
         record.patient,
         {"type": "deny", "class": [{"system": "urn:ietf:bcp:13", "code": "application/pdf"}]},
     )

@@ -18,6 +18,7 @@ from fhir_gateway.audit.models import AuditEventRow
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from tests.coordination import world
 from tests.coordination.conftest import TEAM, dispatch, staff, write
+from tests.factories import fhir
 
 NHS_FRAIL = "9990001234"
 NHS_YOUNG = "9990012345"
@@ -210,26 +211,15 @@ def test_case_finding_is_refused_without_the_purpose_the_role_or_the_team(
 def test_people_who_objected_are_left_out(
     frail: dict[str, str], coord_client: TestClient, issuer: DevelopmentIssuer
 ) -> None:
-    objection = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{frail['gp']}"},
-        "policyRule": {
+    objection = fhir.privacy_consent(
+        frail["gp"],
+        {"type": "deny"},
+        policyRule={
             "coding": [
                 {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}
             ]
         },
-        "provision": {"type": "deny"},
-    }
+    )
     write(coord_client, objection, "Z90001")
     finder = staff(issuer, "coord-1", purpose="CASEFIND", scope="user/*.rs")
     listed = coord_client.get("/coordination/teams/int-a/case-finding", headers=finder).json()

@@ -108,6 +108,30 @@ def care_team(*, patient_id: str, member: str) -> dict[str, Any]:
     }
 
 
+def privacy_consent(
+    patient_id: str, provision: dict[str, Any], *, status: str = "active", **extra: Any
+) -> dict[str, Any]:
+    """A person's privacy choice as FHIR R4 records it (scope patient-privacy, LOINC
+    59284-0): ``provision`` says deny or permit, to whom, of what; ``extra`` adds elements
+    (``id``, ``meta``, ``policyRule``)."""
+    return {
+        "resourceType": "Consent",
+        **extra,
+        "status": status,
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "provision": provision,
+    }
+
+
 def transaction(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
 

@@ -29,6 +29,7 @@ from fhir_gateway import events
 from fhir_gateway.auth.issuer import DevelopmentIssuer
 from fhir_gateway.identity import nhs
 from tests.conftest import bearer, user_claims
+from tests.factories import fhir
 
 SOURCE = "urn:carejoin:source:"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -363,29 +364,19 @@ def privacy_consent(
         provision["data"] = [{"meaning": "instance", "reference": {"reference": i}} for i in items]
     if exceptions:
         provision["provision"] = list(exceptions)
-    return {
-        "resourceType": "Consent",
-        "id": _id(reference),
-        "meta": _meta(ods),
-        "status": status,
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient_id}"},
-        "dateTime": "2026-01-05T10:00:00Z",
-        "policyRule": {
+    return fhir.privacy_consent(
+        patient_id,
+        provision,
+        status=status,
+        id=_id(reference),
+        meta=_meta(ods),
+        dateTime="2026-01-05T10:00:00Z",
+        policyRule={
             "coding": [
                 {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}
             ]
         },
-        "provision": provision,
-    }
+    )
 
 
 def permit_exception(*, recipient: str) -> dict[str, Any]:

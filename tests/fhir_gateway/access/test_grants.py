@@ -81,20 +81,9 @@ def test_break_glass_never_lifts_a_sealed_item_or_a_never_share_category(
     patient, condition = _world(client)
     # Fertility treatment (never shared) and a sealed item.
     ivf = _write(client, {**fhir.condition(patient_id=patient), **_icd10()})
-    sealed = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                    "code": "patient-privacy",
-                }
-            ]
-        },
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{patient}"},
-        "provision": {
+    sealed = fhir.privacy_consent(
+        patient,
+        {
             "type": "permit",
             "provision": [
                 {
@@ -108,7 +97,7 @@ def test_break_glass_never_lifts_a_sealed_item_or_a_never_share_category(
                 }
             ],
         },
-    }
+    )
     _write(client, sealed)
     btg = _doctor(issuer, "BTG")
     reason = {"patient": f"Patient/{patient}", "reason": "Collapsed, needs history now"}

@@ -71,26 +71,15 @@ def test_nothing_is_announced_when_nothing_is_withheld_or_only_a_sealed_item(
     assert _outcomes(everything) == []
     write_as(
         client,
-        {
-            "resourceType": "Consent",
-            "status": "active",
-            "scope": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                        "code": "patient-privacy",
-                    }
-                ]
-            },
-            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-            "patient": {"reference": f"Patient/{patient}"},
-            "provision": {
+        fhir.privacy_consent(
+            patient,
+            {
                 "type": "deny",
                 "data": [
                     {"meaning": "instance", "reference": {"reference": f"Condition/{sealed}"}}
                 ],
             },
-        },
+        ),
         PRACTICE,
     )
     after = client.get(f"/fhir/Patient/{patient}/$everything", headers=gp).json()
