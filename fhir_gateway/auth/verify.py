@@ -80,29 +80,7 @@ class TokenVerifier:
         return verified
 
     def _verify(self, token: str) -> tuple[AccessContext, str | None]:
-        try:
-            key = self._resolve_key(token)
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=self._algorithms,
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("The access token has expired") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("The access token is not for this server (audience)") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("The access token was not issued by a trusted issuer") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidToken("The access token's signature is not valid") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"The access token lacks the '{exc.claim}' claim") from None
-        except (jwt.PyJWTError, ValueError) as exc:
-            raise InvalidToken(f"The access token is not valid: {_short(exc)}") from None
+        claims = self._decode(token, audience=self.audience, what="access token", of="server")
         try:
             context = context_from_claims(claims)
         except InvalidClaims as exc:
@@ -114,27 +92,37 @@ class TokenVerifier:
         """The claims of an OpenID Connect ID token (Core 3.1.3.7): signed by the trusted
         issuer with its keys, for ``client_id``, unexpired; or InvalidToken. The caller
         checks the nonce."""
+        claims = self._decode(token, audience=client_id, what="ID token", of="client")
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp") != client_id:
+            raise InvalidToken("The ID token names other audiences but not this client as azp")
+        return claims
+
+    def _decode(self, token: str, *, audience: str, what: str, of: str) -> dict[str, Any]:
+        """The verified claims of a JWT from the trusted issuer for ``audience``; or
+        InvalidToken saying what is wrong with the ``what`` (never repeating the token)."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._resolve_key(token),
                 algorithms=self._algorithms,
-                audience=client_id,
+                audience=audience,
                 issuer=self.issuer,
                 leeway=self._leeway,
                 options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("The ID token has expired") from None
+            raise InvalidToken(f"The {what} has expired") from None
         except jwt.InvalidAudienceError:
-            raise InvalidToken("The ID token is not for this client (audience)") from None
+            raise InvalidToken(f"The {what} is not for this {of} (audience)") from None
         except jwt.InvalidIssuerError:
-            raise InvalidToken("The ID token was not issued by a trusted issuer") from None
+            raise InvalidToken(f"The {what} was not issued by a trusted issuer") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken(f"The {what}'s signature is not valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"The {what} lacks the '{exc.claim}' claim") from None
         except (jwt.PyJWTError, ValueError) as exc:
-            raise InvalidToken(f"The ID token is not valid: {_short(exc)}") from None
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        if len(audiences) > 1 and claims.get("azp") != client_id:
-            raise InvalidToken("The ID token names other audiences but not this client as azp")
+            raise InvalidToken(f"The {what} is not valid: {_short(exc)}") from None
         return claims
 
 
