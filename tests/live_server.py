@@ -6,8 +6,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from fhir_gateway.app import create_app
+from fhir_gateway.auth.dependencies import development_issuer
+from fhir_gateway.settings import AuthSettings, GatewaySettings
+from tests.conftest import SYSTEM_CLAIMS, own_engine
 
 
 def free_port() -> int:
@@ -32,3 +38,31 @@ def serving(app: FastAPI, port: int) -> Iterator[None]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def live_service(
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    auth_settings: AuthSettings,
+    agreement_path: str,
+    *,
+    name: str,
+    dispatch_events: bool = True,
+) -> Iterator[tuple[str, str]]:
+    """The gateway serving its own database (a new SQLite file or PostgreSQL schema:
+    ``backend``) for real until the block ends: its FHIR base URL and a system client's
+    token for it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/fhir"
+    with own_engine(backend, tmp_path_factory, name) as engine:
+        auth = auth_settings.model_copy(update={"audience": url})
+        settings = GatewaySettings(
+            database_url=str(engine.url),
+            base_url=url,
+            auth=auth,
+            agreement_path=agreement_path,
+            dispatch_events=dispatch_events,
+        )
+        with serving(create_app(settings, engine=engine), port):
+            yield url, development_issuer(auth).issue(SYSTEM_CLAIMS)

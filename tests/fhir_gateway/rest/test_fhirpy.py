@@ -11,12 +11,9 @@ import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 
-from fhir_gateway.app import create_app
-from fhir_gateway.auth.dependencies import development_issuer
-from fhir_gateway.settings import AuthSettings, GatewaySettings
-from tests.conftest import SYSTEM_CLAIMS, own_engine
+from fhir_gateway.settings import AuthSettings
 from tests.factories import fhir
-from tests.live_server import free_port, serving
+from tests.live_server import live_service
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -27,16 +24,10 @@ def live(
     agreement_path: str,
 ) -> Iterator[tuple[str, str]]:
     """A live server's base URL, and a system token for it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/fhir"
-    with own_engine(request.param, tmp_path_factory, "live") as engine:
-        auth = auth_settings.model_copy(update={"audience": url})
-        settings = GatewaySettings(
-            database_url=str(engine.url), base_url=url, auth=auth, agreement_path=agreement_path
-        )
-        token = development_issuer(auth).issue(SYSTEM_CLAIMS)
-        with serving(create_app(settings, engine=engine), port):
-            yield url, token
+    with live_service(
+        request.param, tmp_path_factory, auth_settings, agreement_path, name="live"
+    ) as found:
+        yield found
 
 
 @pytest.fixture

@@ -14,13 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from fhir_gateway.app import create_app
-from fhir_gateway.auth.dependencies import development_issuer
 from fhir_gateway.rest import router
-from fhir_gateway.settings import AuthSettings, GatewaySettings
-from tests.conftest import SYSTEM_CLAIMS, own_engine
+from fhir_gateway.settings import AuthSettings
 from tests.fhir_gateway.audit.records import events_asking
-from tests.live_server import free_port, serving
+from tests.live_server import live_service
 
 
 @pytest.fixture
@@ -60,19 +57,15 @@ def live(
     auth_settings: AuthSettings,
     agreement_path: str,
 ) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/fhir"
-    with own_engine(request.param, tmp_path_factory, "errors") as engine:
-        auth = auth_settings.model_copy(update={"audience": url})
-        settings = GatewaySettings(
-            database_url=str(engine.url),
-            base_url=url,
-            auth=auth,
-            agreement_path=agreement_path,
-            dispatch_events=False,
-        )
-        with serving(create_app(settings, engine=engine), port):
-            yield url, development_issuer(auth).issue(SYSTEM_CLAIMS)
+    with live_service(
+        request.param,
+        tmp_path_factory,
+        auth_settings,
+        agreement_path,
+        name="errors",
+        dispatch_events=False,
+    ) as found:
+        yield found
 
 
 @pytest.mark.usefixtures("failing_read")
