@@ -192,51 +192,40 @@ def test_a_code_is_exchanged_once(
     assert _sessions(connection) == 1
 
 
-def test_a_provider_that_cannot_be_reached_signs_no_one_in(
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        pytest.param(
+            {"token_endpoint": f"http://127.0.0.1:{free_port()}/auth/token"},
+            "could not be reached",
+            id="provider-unreachable",
+        ),
+        # The provider knows the pages as a public client; one presenting a secret is not it.
+        pytest.param(
+            {"web_client_secret": "not-what-it-knows"},
+            "Sign-in did not complete",
+            id="provider-refuses",
+        ),
+        # A service that accepts only ES256 signatures refuses the provider's RS256 token.
+        pytest.param(
+            {"algorithms": ("ES256",)}, "access token was refused", id="token-not-verified"
+        ),
+    ],
+)
+def test_a_sign_in_that_fails_says_why_and_opens_nothing(
     provider: Provider,
     at_provider: httpx.Client,
     agreement_path: str,
     engine: Engine,
     connection: Connection,
+    changes: dict[str, Any],
+    says: str,
 ) -> None:
-    closed = f"http://127.0.0.1:{free_port()}/auth/token"
-    with _service(provider, agreement_path, engine, connection, token_endpoint=closed) as service:
+    with _service(provider, agreement_path, engine, connection, **changes) as service:
         failed = service.get(here(_to_provider(service, at_provider, provider)))
     assert failed.status_code == 400
-    assert "could not be reached" in failed.text
+    assert says in failed.text
     assert SESSION not in failed.headers.get("set-cookie", "")
-    assert _sessions(connection) == 0
-
-
-def test_the_providers_refusal_is_shown_and_nothing_opened(
-    provider: Provider,
-    at_provider: httpx.Client,
-    agreement_path: str,
-    engine: Engine,
-    connection: Connection,
-) -> None:
-    # The provider knows the pages as a public client; one that presents a secret is not it.
-    with _service(
-        provider, agreement_path, engine, connection, web_client_secret="not-what-it-knows"
-    ) as service:
-        failed = service.get(here(_to_provider(service, at_provider, provider)))
-    assert failed.status_code == 400
-    assert "Sign-in did not complete" in failed.text
-    assert _sessions(connection) == 0
-
-
-def test_a_token_the_service_cannot_verify_opens_no_session(
-    provider: Provider,
-    at_provider: httpx.Client,
-    agreement_path: str,
-    engine: Engine,
-    connection: Connection,
-) -> None:
-    # A service that accepts only ES256 signatures refuses the provider's RS256 token.
-    with _service(provider, agreement_path, engine, connection, algorithms=("ES256",)) as service:
-        failed = service.get(here(_to_provider(service, at_provider, provider)))
-    assert failed.status_code == 400
-    assert "access token was refused" in failed.text
     assert _sessions(connection) == 0
 
 
