@@ -125,11 +125,26 @@ def _permitted(request: Request, resource_type: str, permission: str) -> str:
     return resource_type
 
 
-def _permitted_through(request: Request, search: SearchRequest) -> None:
-    """403 unless the caller's scopes let it search every type the search's chains and reverse
-    chains (``_has``) reach: a chain filters by what it finds there."""
-    for resource_type in sorted(types_searched(search)):
-        require_scope(access(request), resource_type, "s")
+def _search_request(
+    request: Request, resource_type: str, items: list[tuple[str, str]], *, strict: bool
+) -> SearchRequest:
+    """The search ``items`` ask for on ``resource_type`` (400 if malformed), once the caller's
+    scopes let it search every type its chains and reverse chains (``_has``) reach (403
+    otherwise: a chain filters by what it finds there). Every FHIR search is parsed here."""
+    settings = request.app.state.gateway_settings
+    try:
+        search = parse_search(
+            resource_type,
+            items,
+            strict=strict,
+            default_count=settings.default_page_size,
+            max_count=settings.max_page_size,
+        )
+    except SearchError as exc:
+        raise Invalid(str(exc)) from exc
+    for reached in sorted(types_searched(search)):
+        require_scope(access(request), reached, "s")
+    return search
 
 
 def _audit_page(
@@ -607,19 +622,10 @@ async def _read_access(
 
 async def _search(request: Request, resource_type: str, items: list[tuple[str, str]]) -> Response:
     check_accept(request)
-    settings = request.app.state.gateway_settings
     prefer = parse_prefer(request.headers.get("prefer"))
-    try:
-        search_request = parse_search(
-            _permitted(request, resource_type, "s"),
-            items,
-            strict=prefer.strict,
-            default_count=settings.default_page_size,
-            max_count=settings.max_page_size,
-        )
-    except SearchError as exc:
-        raise Invalid(str(exc)) from exc
-    _permitted_through(request, search_request)
+    search_request = _search_request(
+        request, _permitted(request, resource_type, "s"), items, strict=prefer.strict
+    )
     now = _now()
     plan = _SearchPlan(
         request=search_request,
@@ -1023,18 +1029,9 @@ def _get_entry(request: Request, session: Session, url: str) -> transaction.Entr
         _audit_page(request, session, interaction="read", resources=[stored], now=now)
         return transaction.EntryResponse(status="200 OK", stored=stored)
     if len(parts) == 1 and parts[0] in SUPPORTED_TYPES:
-        settings = request.app.state.gateway_settings
-        try:
-            search_request = parse_search(
-                parts[0],
-                parse_qsl(query, keep_blank_values=True),
-                strict=False,
-                default_count=settings.default_page_size,
-                max_count=settings.max_page_size,
-            )
-        except SearchError as exc:
-            raise Invalid(str(exc)) from exc
-        _permitted_through(request, search_request)
+        search_request = _search_request(
+            request, parts[0], parse_qsl(query, keep_blank_values=True), strict=False
+        )
         result = service.search(
             session, search_request, base_url=_base(request), visible_on=visible_on
         )
