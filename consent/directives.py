@@ -55,6 +55,7 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import product
 from typing import cast
 
 from consent.labels import CONFIDENTIALITY, ValueSets, category_of_label, default_value_sets
@@ -185,14 +186,14 @@ def directives_from_consent(
     if not top:
         raise DirectiveError("A privacy Consent needs a provision saying deny or permit")
     found: list[Directive] = []
-    labels = _Labels(value_sets or default_value_sets(), resource_types)
+    labels = _Vocabulary(value_sets or default_value_sets(), resource_types)
     _walk(
         top, patient_id, None, None, resolve_organisation, parse_instant, labels, found, "provision"
     )
     return found
 
 
-class _Labels:
+class _Vocabulary:
     """What the codes a provision names are checked against: the value sets, and the
     resource types the store keeps (any, when not given)."""
 
@@ -227,7 +228,7 @@ def _walk(
     inherited_end: datetime | None,
     resolve: OrganisationResolver,
     parse_instant: Callable[[str, bool], datetime],
-    labels: _Labels,
+    labels: _Vocabulary,
     out: list[Directive],
     where: str,
 ) -> None:
@@ -247,7 +248,7 @@ def _walk(
     end = parse_instant(str(period["end"]), True) if period.get("end") else inherited_end
     recipient_orgs: list[str] = []
     recipient_roles: list[str] = []
-    sources: list[str] = []
+    sources: list[str | None] = []
     for i, raw_actor in enumerate(_as_list(provision.get("actor"))):
         actor = _as_map(raw_actor)
         roles = _codes(actor.get("role"))
@@ -302,36 +303,39 @@ def _walk(
             f"{where}: an item (data) is sealed or permitted for every purpose; name items or "
             "purposes, not both, in one provision"
         )
-    source_list: list[str | None] = list(sources) or [None]
-    for source in source_list:
-        for organisation, role in recipients:
-            for item in items or [None]:  # one directive per item named
-                for label in named_labels or [None]:  # and one per label
-                    for purpose in purposes or [None]:  # and one per purpose
-                        for resource_class in classes or [None]:  # and one per class
-                            named = (
-                                (source is not None)
-                                + (organisation is not None or role is not None)
-                                + (label is not None)
-                                + (purpose is not None)
-                                + (resource_class is not None)
-                            )
-                            out.append(
-                                Directive(
-                                    patient_id=patient_id,
-                                    decision=str(decision),
-                                    level=3 if item else min(named, 3),
-                                    recipient_organisation=organisation,
-                                    recipient_role=role,
-                                    source_organisation=source,
-                                    item=item,
-                                    label=label,
-                                    purpose=purpose,
-                                    resource_class=resource_class,
-                                    starts_at=start,
-                                    ends_at=end,
-                                )
-                            )
+    # One directive for each combination of what the provision names (each list stands for
+    # "any of these"; an empty one for "not narrowed by this").
+    for source, (organisation, role), item, label, purpose, resource_class in product(
+        sources or [None],
+        recipients,
+        items or [None],
+        named_labels or [None],
+        purposes or [None],
+        classes or [None],
+    ):
+        named = (
+            (source is not None)
+            + (organisation is not None or role is not None)
+            + (label is not None)
+            + (purpose is not None)
+            + (resource_class is not None)
+        )
+        out.append(
+            Directive(
+                patient_id=patient_id,
+                decision=str(decision),
+                level=3 if item else min(named, 3),
+                recipient_organisation=organisation,
+                recipient_role=role,
+                source_organisation=source,
+                item=item,
+                label=label,
+                purpose=purpose,
+                resource_class=resource_class,
+                starts_at=start,
+                ends_at=end,
+            )
+        )
     for i, nested in enumerate(_as_list(provision.get("provision"))):
         _walk(
             _as_map(nested),
