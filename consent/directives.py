@@ -42,6 +42,18 @@ directive):
   ``http://hl7.org/fhir/resource-types``: "not my care plans to the council"); several mean
   any of them, one directive each; level +1, up to 3, as a label; never with items (an item
   already names its type). Other kinds of class (document formats, profiles) are refused.
+- ``provision.code``: the directive applies only to data in which that code is found ("not
+  my depression diagnosis, wherever it is recorded"): a Coding with a system, matched against
+  the system and code of every token the search index holds for the resource (its coded
+  elements as search parameters name them: ``Condition.code``, ``Observation.value``,
+  ``Encounter.reasonCode``...). Several codes (or codings of one concept) mean any of them,
+  one directive each; level +1, up to 3, as a label; never with items. Where a resource's
+  tokens are not known (a past version, or a deleted resource, whose index rows are gone), a
+  deny narrowed to a code applies and a permit does not: not knowing shows less, never more.
+- ``provision.action``: what the rule controls. Directives govern what other parties may
+  access, use and disclose, so a provision naming any of ``access``, ``use`` and
+  ``disclose`` (``http://terminology.hl7.org/CodeSystem/consentaction``) is recorded as one
+  naming no action; ``collect`` and ``correct`` are not governed here and are refused.
 - ``provision.period``: when it applies (an objection without an end applies until
   withdrawn: the Consent is made inactive or deleted).
 
@@ -65,11 +77,11 @@ ROLE_SYSTEM = "https://fhir.carejoin.example/CodeSystem/role"
 SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 RECIPIENT_ROLES = frozenset({"IRCP"})
 # Ways R4 lets a provision narrow itself that this service does not enforce.
-UNSUPPORTED_NARROWING = (
-    "action",
-    "code",
-    "dataPeriod",
-)
+UNSUPPORTED_NARROWING = ("dataPeriod",)
+CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
+# The actions directives govern: what other parties may see is what they access, use and
+# disclose. (``collect`` and ``correct`` are not decided here.)
+GOVERNED_ACTIONS = frozenset({"access", "use", "disclose"})
 RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CAREJOIN_PURPOSE = "https://fhir.carejoin.example/CodeSystem/purpose-of-use"
@@ -106,6 +118,9 @@ class Directive:
     purpose: str | None = None
     # The resource type it is narrowed to (``provision.class``): data of that type only.
     resource_class: str | None = None
+    # The coded concept it is narrowed to (``provision.code``): (system, code), matched
+    # against the resource's token index values.
+    code: tuple[str, str] | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
@@ -121,6 +136,19 @@ class Directive:
     def covers_type(self, resource_type: str) -> bool:
         """Whether a resource of this type is what this directive is about."""
         return self.resource_class is None or self.resource_class == resource_type
+
+    def covers_code(
+        self, tokens: AbstractSet[tuple[str, str | None, str | None]], *, indexed: bool = True
+    ) -> bool:
+        """Whether data whose token index holds ``tokens`` ((parameter, system, code)) is what
+        this directive is about by its code (always, when it names none). ``indexed`` False:
+        the resource's tokens are not known (a past version, or a deleted resource): a deny
+        applies and a permit does not, so not knowing shows less, never more."""
+        if self.code is None:
+            return True
+        if not indexed:
+            return self.decision == "deny"
+        return any((system, code) == self.code for _, system, code in tokens)
 
     def covers(self, sensitivity: AbstractSet[str], security: AbstractSet[str]) -> bool:
         """Whether data with these stored categories and ``meta.security`` codes is what
@@ -241,8 +269,10 @@ def _walk(
         # person did not say: refuse it, so the recording system knows.
         raise DirectiveError(
             f"{where}: narrowing by {', '.join(narrowed)} is not enforced here; record the "
-            "choice by organisation, role or item"
+            "choice by organisation, role, item, label, purpose, type or code"
         )
+    for i, action in enumerate(_as_list(provision.get("action"))):
+        _governed_action(_as_map(action), f"{where}.action[{i}]")
     period = _as_map(provision.get("period"))
     start = parse_instant(str(period["start"]), False) if period.get("start") else inherited_start
     end = parse_instant(str(period["end"]), True) if period.get("end") else inherited_end
@@ -294,6 +324,18 @@ def _walk(
             for i, c in enumerate(_as_list(provision.get("class")))
         )
     )
+    codes: list[tuple[str, str] | None] = list(
+        dict.fromkeys(
+            coded
+            for i, concept in enumerate(_as_list(provision.get("code")))
+            for coded in _coded(_as_map(concept), f"{where}.code[{i}]")
+        )
+    )
+    if items and codes:
+        raise DirectiveError(
+            f"{where}: an item (data) is already the most specific thing a choice can name; "
+            "name items or codes, not both, in one provision"
+        )
     if items and classes:
         raise DirectiveError(
             f"{where}: an item (data) already names its type; name items or classes, not both"
@@ -305,13 +347,14 @@ def _walk(
         )
     # One directive for each combination of what the provision names (each list stands for
     # "any of these"; an empty one for "not narrowed by this").
-    for source, (organisation, role), item, label, purpose, resource_class in product(
+    for source, (organisation, role), item, label, purpose, resource_class, code in product(
         sources or [None],
         recipients,
         items or [None],
         named_labels or [None],
         purposes or [None],
         classes or [None],
+        codes or [None],
     ):
         named = (
             (source is not None)
@@ -319,6 +362,7 @@ def _walk(
             + (label is not None)
             + (purpose is not None)
             + (resource_class is not None)
+            + (code is not None)
         )
         out.append(
             Directive(
@@ -332,6 +376,7 @@ def _walk(
                 label=label,
                 purpose=purpose,
                 resource_class=resource_class,
+                code=code,
                 starts_at=start,
                 ends_at=end,
             )
@@ -362,6 +407,40 @@ def _resource_class(
     if known_types is not None and code not in known_types:
         raise DirectiveError(f"{where}: {code} is not a resource type this service keeps")
     return code
+
+
+def _coded(concept: Mapping[str, object], where: str) -> list[tuple[str, str]]:
+    """The (system, code) pairs a ``provision.code`` CodeableConcept names (its codings are
+    one concept's translations: data carrying any of them)."""
+    codings = [_as_map(c) for c in _as_list(concept.get("coding"))]
+    if not codings:
+        raise DirectiveError(
+            f"{where} must hold a Coding (a system and a code): text alone cannot be matched"
+        )
+    found = []
+    for j, coding in enumerate(codings):
+        system, code = coding.get("system"), coding.get("code")
+        if not isinstance(system, str) or not system or not isinstance(code, str) or not code:
+            raise DirectiveError(f"{where}.coding[{j}] must be a Coding with a system and a code")
+        if len(system) > 255 or len(code) > 255:
+            raise DirectiveError(f"{where}.coding[{j}] is longer than any indexed code")
+        found.append((system, code))
+    return found
+
+
+def _governed_action(concept: Mapping[str, object], where: str) -> None:
+    """Refuses a ``provision.action`` that names something other than what directives
+    govern (access, use, disclose)."""
+    codes = {
+        str(coding.get("code"))
+        for coding in (_as_map(c) for c in _as_list(concept.get("coding")))
+        if coding.get("system") == CONSENT_ACTION and coding.get("code")
+    }
+    if not codes or not codes <= GOVERNED_ACTIONS:
+        raise DirectiveError(
+            f"{where}: only the actions {', '.join(sorted(GOVERNED_ACTIONS))} "
+            f"({CONSENT_ACTION}) are governed here; record a choice about what others may see"
+        )
 
 
 def _purpose(coding: Mapping[str, object], where: str) -> str:

@@ -151,7 +151,8 @@ class DirectivesAllow:
     agreement requires explicit consent). A directive narrowed to a security label applies
     only to resources carrying it (``Directive.covers``): its own data, nothing else; one
     narrowed to a purpose of use only to callers declaring it (``purposes``); one narrowed to
-    a resource type only to resources of that type.
+    a resource type only to resources of that type; one narrowed to a code only to resources
+    whose token index holds it (``Directive.covers_code``).
     """
 
     organisation: str | None
@@ -389,6 +390,9 @@ class ResourceFacts:
     grants: tuple[Grant, ...] = ()
     # The resource's token values as searched: (parameter, system, code).
     tokens: frozenset[tuple[str, str | None, str | None]] = frozenset()
+    # Whether ``tokens`` are this version's: False for a past version or a deleted resource,
+    # whose index rows are gone (directives narrowed to a code then fail closed).
+    indexed: bool = True
 
 
 def _directives_allow(
@@ -413,6 +417,7 @@ def _directives_allow(
         and d.item in (None, item)
         and (d.purpose is None or d.purpose in purposes)
         and d.covers_type(facts.resource_type)
+        and d.covers_code(facts.tokens, indexed=facts.indexed)
         and d.covers(facts.sensitivity, facts.security)
     ]
     if any(d.sealed for d in applicable):

@@ -143,6 +143,8 @@ def replace_derived(session: Session, writes: Sequence[Any], *, now: datetime) -
                         "label": d.label,
                         "purpose": d.purpose,
                         "resource_class": d.resource_class,
+                        "code_system": d.code[0] if d.code else None,
+                        "code": d.code[1] if d.code else None,
                         "starts_at": d.starts_at,
                         "ends_at": d.ends_at,
                     }

@@ -56,6 +56,10 @@ class ConsentDirectiveRow(Base):
     purpose: Mapped[str | None] = mapped_column(String(16))
     # The resource type a narrowed choice applies to (``CarePlan``); null for any.
     resource_class: Mapped[str | None] = mapped_column(String(64))
+    # The coded concept a narrowed choice applies to (``provision.code``): data whose token
+    # index holds this system and code; null (both) for any.
+    code_system: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(255))
     starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -571,6 +571,45 @@ def _label_covers(d: Any, row: Any) -> ColumnElement[bool]:
     )
 
 
+def _code_covers(d: Any, row: Any) -> ColumnElement[bool]:
+    """The directive row ``d`` names no code, or ``row``'s token index holds it (under any
+    parameter); where the index does not hold ``row``'s values (a past version in
+    ``resource_history``, or a deleted resource), a deny applies and a permit does not. The
+    same test as ``consent.directives.Directive.covers_code``. One lookup by the resource's
+    key, asked only of the person's own directive rows that name a code."""
+    history = hasattr(row, "resource_pk")
+    t = search_token.c
+    held = exists(
+        select(_ONE)
+        .select_from(search_token)
+        .where(
+            t.resource_pk == (row.resource_pk if history else row.pk),
+            t.system == d.code_system,
+            t.code == d.code,
+        )
+        .correlate(d, row)
+    )
+    indexed: ColumnElement[bool]
+    if history:
+        current = aliased(ResourceRow)
+        indexed = exists(
+            select(_ONE)
+            .where(
+                current.pk == row.resource_pk,
+                current.version_id == row.version_id,
+                current.deleted.is_(False),
+            )
+            .correlate(row)
+        )
+    else:
+        indexed = row.deleted.is_(False)
+    return or_(
+        d.code.is_(None),
+        and_(indexed, held),
+        and_(not_(indexed), d.decision == _DENY),
+    )
+
+
 def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElement[bool]:
     d = aliased(ConsentDirectiveRow)
     table = ConsentDirectiveRow.__table__
@@ -597,6 +636,7 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             if node.purposes
             else d.purpose.is_(None),
             or_(d.resource_class.is_(None), d.resource_class == row.resource_type),
+            _code_covers(d, row),
             *covered,
             extra,
         )

@@ -347,6 +347,14 @@ def test_only_a_denied_item_is_sealed(directive: Directive, sealed: bool) -> Non
     assert directive.sealed is sealed
 
 
+CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
+SNOMED = "http://snomed.info/sct"
+
+
+def _action(code: str) -> dict[str, str]:
+    return {"system": CONSENT_ACTION, "code": code}
+
+
 @pytest.mark.parametrize(
     "narrowing",
     [
@@ -354,11 +362,14 @@ def test_only_a_denied_item_is_sealed(directive: Directive, sealed: bool) -> Non
             {"class": [{"system": "urn:ietf:bcp:13", "code": "application/pdf"}]},
             id="class-not-a-resource-type",
         ),
+        pytest.param({"code": [{"coding": [{"code": "386661006"}]}]}, id="code-without-system"),
+        pytest.param({"code": [{"text": "my depression"}]}, id="code-as-text-only"),
+        pytest.param({"action": [{"coding": [{"code": "access"}]}]}, id="action-without-system"),
+        pytest.param({"action": [{"coding": [_action("collect")]}]}, id="action-collect"),
         pytest.param(
-            {"code": [{"coding": [{"system": "http://snomed.info/sct", "code": "386661006"}]}]},
-            id="code",
+            {"action": [{"coding": [_action("access")]}, {"coding": [_action("correct")]}]},
+            id="action-access-and-correct",
         ),
-        pytest.param({"action": [{"coding": [{"code": "collect"}]}]}, id="action"),
         pytest.param({"purpose": [{"code": "HRESCH"}]}, id="purpose"),
         pytest.param({"securityLabel": [{"code": "N"}]}, id="security-label"),
         pytest.param({"dataPeriod": {"start": "2026-01-01"}}, id="data-period"),
@@ -514,3 +525,81 @@ def test_an_item_is_not_narrowed_to_a_class() -> None:
     }
     with pytest.raises(DirectiveError, match="items or classes"):
         _read_known(_consent(provision))
+
+
+DEPRESSION = {"system": SNOMED, "code": "35489007"}
+DEPRESSION_READ = {"system": "http://read.info/ctv3", "code": "E2B.."}
+
+
+def test_a_code_narrows_a_directive_and_counts_as_one_more_thing_named() -> None:
+    not_my_depression = {"type": "deny", "code": [{"coding": [DEPRESSION]}]}
+    assert _read(_consent(not_my_depression)) == [_d("deny", 1, code=(SNOMED, "35489007"))]
+    # A concept's codings are its translations, several concepts any of them: one directive
+    # each, a repeated one once.
+    to_council = {
+        "type": "deny",
+        "actor": [_recipient(_org("Z10C"))],
+        "code": [{"coding": [DEPRESSION, DEPRESSION_READ]}, {"coding": [DEPRESSION]}],
+    }
+    assert _read(_consent(to_council)) == [
+        _d("deny", 2, recipient_organisation="Z10C", code=(SNOMED, "35489007")),
+        _d("deny", 2, recipient_organisation="Z10C", code=("http://read.info/ctv3", "E2B..")),
+    ]
+    # Named with everything else, at most as specific as an item.
+    everything = {
+        "type": "deny",
+        "actor": [_recipient(_org("Z10C")), _custodian(_org("Z10H"))],
+        "code": [{"coding": [DEPRESSION]}],
+        "purpose": [_purpose("TREAT")],
+    }
+    [found] = _read(_consent(everything))
+    assert (found.level, found.code, found.purpose) == (3, (SNOMED, "35489007"), "TREAT")
+
+
+def test_a_code_with_an_item_is_refused() -> None:
+    provision = {
+        "type": "deny",
+        "code": [{"coding": [DEPRESSION]}],
+        "data": [{"meaning": "instance", "reference": {"reference": "Condition/c1"}}],
+    }
+    with pytest.raises(DirectiveError, match="items or codes"):
+        _read(_consent(provision))
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [["access"], ["use"], ["disclose"], ["access", "use", "disclose"]],
+)
+def test_the_actions_directives_govern_record_the_choice_as_naming_none(
+    actions: list[str],
+) -> None:
+    # "Do not disclose my record to the council": what the council may see is what carejoin
+    # discloses to it, so the action adds nothing to the directive.
+    provision = {
+        "type": "deny",
+        "actor": [_recipient(_org("Z10C"))],
+        "action": [{"coding": [_action(a)]} for a in actions],
+    }
+    assert _read(_consent(provision)) == [_d("deny", 1, recipient_organisation="Z10C")]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "indexed", "deny_covers", "permit_covers"),
+    [
+        pytest.param({("code", SNOMED, "35489007")}, True, True, True, id="held"),
+        pytest.param({("value-concept", SNOMED, "35489007")}, True, True, True, id="any-param"),
+        pytest.param({("code", None, "35489007")}, True, False, False, id="no-system"),
+        pytest.param({("code", "http://other", "35489007")}, True, False, False, id="other-system"),
+        pytest.param(set(), True, False, False, id="not-held"),
+        # A past version or a deleted resource: its tokens are not known.
+        pytest.param(set(), False, True, False, id="not-indexed"),
+    ],
+)
+def test_what_a_code_directive_covers(
+    tokens: set[tuple[str, str | None, str]], indexed: bool, deny_covers: bool, permit_covers: bool
+) -> None:
+    code = (SNOMED, "35489007")
+    assert _d("deny", 1, code=code).covers_code(tokens, indexed=indexed) is deny_covers
+    assert _d("permit", 1, code=code).covers_code(tokens, indexed=indexed) is permit_covers
+    # A directive naming no code covers everything, known or not.
+    assert _d("deny", 0).covers_code(tokens, indexed=indexed)

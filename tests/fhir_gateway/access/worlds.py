@@ -473,6 +473,17 @@ def _directive(
         if item is None and draw(st.integers(0, 3)) == 0
         else None
     )
+    # About one in four is narrowed to a code (never with an item): one the resources' token
+    # values may hold, or under a system they never use.
+    code = (
+        draw(
+            st.tuples(
+                st.sampled_from([*SYSTEMS, "http://example.org/unused"]), st.sampled_from(CODES)
+            )
+        )
+        if item is None and draw(st.integers(0, 3)) == 0
+        else None
+    )
     anyone = [st.none()] * (3 if item else 1)
     recipient = draw(
         st.one_of(
@@ -493,7 +504,8 @@ def _directive(
             + (recipient is not None)
             + (label is not None)
             + (purpose is not None)
-            + (resource_class is not None),
+            + (resource_class is not None)
+            + (code is not None),
         ),
         recipient_organisation=recipient[1] if recipient and recipient[0] == "org" else None,
         recipient_role=recipient[1] if recipient and recipient[0] == "role" else None,
@@ -502,6 +514,7 @@ def _directive(
         label=label,
         purpose=purpose,
         resource_class=resource_class,
+        code=code,
         starts_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
         ends_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
     )
@@ -706,6 +719,8 @@ def write_world(session: Session, world: World) -> dict[str, int]:
                     "label": d.label,
                     "purpose": d.purpose,
                     "resource_class": d.resource_class,
+                    "code_system": d.code[0] if d.code else None,
+                    "code": d.code[1] if d.code else None,
                     "starts_at": d.starts_at,
                     "ends_at": d.ends_at,
                 }
