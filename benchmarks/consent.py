@@ -7,6 +7,10 @@ predicate compiled into the query, an AuditEvent per person committed with the d
   agreement, the relationship and the person's directives decide;
 - the benchmark system client, whose clause of the agreement grants everything: the
   baseline that consent's cost is measured against;
+- with ``--choices``, every heavy person first records a privacy Consent whose provisions
+  are narrowed every way a choice can be (recipient, source, label, purpose, type, code,
+  period of data), so that the GP's requests test each kind of directive against each
+  resource; removed again at the end (compare the GP's figures with a run without it);
 - with ``--narrowed``, the same GP through an app whose SMART scopes narrow Observations by
   a search parameter (``user/Observation.rs?code=...``, every other type whole) that every
   Observation of the heavy people meets: the same entries, and what the narrowing's test in
@@ -57,8 +61,9 @@ from benchmarks.loadgen import run_in_process
 from consent.audit import Action, Outcome, record_for
 from consent.context import context_from_claims
 from fhir_gateway.access.service import parse_document, predicate_for
+from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.search.registry import SUPPORTED_TYPES
-from fhir_gateway.store import reads
+from fhir_gateway.store import reads, transaction
 
 GP_CLAIMS: dict[str, object] = {
     "sub": "gp-Z90001-0",
@@ -89,6 +94,91 @@ def _loadgen(
     # environment when it starts.
     os.environ[TOKEN_VARIABLE] = token
     return _in_process(run_in_process, "127.0.0.1", port, paths, concurrency, seconds, rate)
+
+
+# What each heavy person chooses with ``--choices``: an objection to the council, and nested
+# exceptions and narrower objections of every kind, most of which apply to the GP.
+_COUNCIL = {
+    "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "Z10C"}
+}
+
+
+def _choices(patient: str) -> dict[str, Any]:
+    def actor(role: str, reference: dict[str, Any]) -> dict[str, Any]:
+        return {"role": {"coding": [{"code": role}]}, "reference": reference}
+
+    def coding(system: str, code: str) -> dict[str, Any]:
+        return {"system": system, "code": code}
+
+    return {
+        "resourceType": "Consent",
+        "id": f"bench-choices-{patient}",
+        "meta": {"source": SOURCES[0][1]},
+        "status": "active",
+        "scope": {
+            "coding": [
+                coding("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")
+            ]
+        },
+        "category": [{"coding": [coding("http://loinc.org", "59284-0")]}],
+        "patient": {"reference": f"Patient/{patient}"},
+        "provision": {
+            "type": "deny",
+            "actor": [actor("IRCP", _COUNCIL)],
+            "provision": [
+                {
+                    "type": "permit",
+                    "code": [{"coding": [coding("http://snomed.info/sct", "27113001")]}],
+                },
+                {
+                    "type": "deny",
+                    "securityLabel": [
+                        coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "PSY")
+                    ],
+                },
+                {
+                    "type": "deny",
+                    "purpose": [
+                        coding(
+                            "https://fhir.carejoin.example/CodeSystem/purpose-of-use", "CASEFIND"
+                        )
+                    ],
+                },
+                {
+                    "type": "deny",
+                    "class": [coding("http://hl7.org/fhir/resource-types", "CarePlan")],
+                    "actor": [
+                        actor("CST", {"identifier": {**_COUNCIL["identifier"], "value": "Z9H"}})
+                    ],
+                },
+                {"type": "deny", "dataPeriod": {"end": "1990-12-31"}},
+            ],
+        },
+    }
+
+
+def _record_choices(url: str, firsts: list[str], *, remove: bool = False) -> None:
+    """Record (or, ``remove``, delete) each heavy person's choices, as the GP's source."""
+    engine = create_engine_for(url)
+    factory = session_factory_for(engine)
+    entries = [
+        {"request": {"method": "DELETE", "url": f"Consent/bench-choices-{p}"}}
+        if remove
+        else {
+            "resource": _choices(p),
+            "request": {"method": "PUT", "url": f"Consent/bench-choices-{p}"},
+        }
+        for p in firsts
+    ]
+    with factory.begin() as session:
+        transaction.process_transaction(
+            session,
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries},
+            now=datetime.now(UTC),
+            base_url="http://bench/fhir",
+            get_handler=lambda _s, u: (_ for _ in ()).throw(RuntimeError(u)),
+        )
+    engine.dispose()
 
 
 def _heavy_resources(url: str, firsts: list[str]) -> tuple[list[str], list[str]]:
@@ -374,6 +464,11 @@ def main() -> None:
         help="only what writing the audit costs reads (statement and service)",
     )
     parser.add_argument(
+        "--choices",
+        action="store_true",
+        help="the heavy people record choices narrowed every way (removed at the end)",
+    )
+    parser.add_argument(
         "--narrowed",
         action="store_true",
         help="also the GP through SMART scopes narrowed by a search parameter",
@@ -396,18 +491,35 @@ def main() -> None:
         _print(figures)
         return
     figures["workers"] = args.workers
+    figures["choices"] = int(args.choices)
+    if args.choices:
+        _record_choices(url, firsts)
+    try:
+        _measure_service(url, args, figures, firsts, paths, read_paths)
+    finally:
+        if args.choices:
+            _record_choices(url, firsts, remove=True)
+    _print(figures)
+
+
+def _measure_service(
+    url: str,
+    args: argparse.Namespace,
+    figures: dict[str, float],
+    firsts: list[str],
+    paths: tuple[list[str], list[str], list[str]],
+    read_paths: list[str],
+) -> None:
     with server(url, workers=args.workers) as (host, port, proc):
         base = f"http://{host}:{port}"
         gp = bench_token(f"{base}/fhir", GP_CLAIMS)
         everyone = bench_token(f"{base}/fhir", BENCH_CLIENT)
-        figures["gp_everything_entries"] = _entries(gp, base, everything_paths[0])
-        figures["all_everything_entries"] = _entries(everyone, base, everything_paths[0])
+        figures["gp_everything_entries"] = _entries(gp, base, paths[0][0])
+        figures["all_everything_entries"] = _entries(everyone, base, paths[0][0])
         tokens = {"all": everyone, "gp": gp}
         if args.narrowed:
             tokens["narrowed"] = bench_token(f"{base}/fhir", NARROWED_CLAIMS)
-            figures["narrowed_everything_entries"] = _entries(
-                tokens["narrowed"], base, everything_paths[0]
-            )
+            figures["narrowed_everything_entries"] = _entries(tokens["narrowed"], base, paths[0][0])
         figures.update(measure(port, tokens, paths, args.seconds))
         figures["rss_after_mb"] = rss_mb(proc.pid)
     figures.update(floor(url, firsts, args.seconds / 2))
@@ -429,7 +541,6 @@ def main() -> None:
     figures["gp_search_p95_ratio_to_floor"] = (
         figures["gp_search_p95_ms"] / figures["floor_search_p95_ms"]
     )
-    _print(figures)
 
 
 def _print(figures: dict[str, float]) -> None:

@@ -50,6 +50,15 @@ directive):
   one directive each; level +1, up to 3, as a label; never with items. Where a resource's
   tokens are not known (a past version, or a deleted resource, whose index rows are gone), a
   deny narrowed to a code applies and a permit does not: not knowing shows less, never more.
+- ``provision.dataPeriod``: the directive applies only to data of that period ("not my
+  records from 2010 to 2015"), by each resource's care date (the date the caller's store
+  says when the care happened: an Observation's effective date, a Condition's onset, an
+  Encounter's period), given to ``covers_period`` as closed ranges. A deny covers data whose
+  care date meets the period at all; a permit only data whose care dates lie wholly within
+  it. Data of a type that records no care date (a Patient, an organisation) is not data of a
+  period and is not covered; data of a dated type whose date is not known (none recorded, a
+  past version, a deleted resource) is covered by a deny and not by a permit. Level +1, up
+  to 3, as a label; never with items (an item is sealed whatever its date).
 - ``provision.action``: what the rule controls. Directives govern what other parties may
   access, use and disclose, so a provision naming any of ``access``, ``use`` and
   ``disclose`` (``http://terminology.hl7.org/CodeSystem/consentaction``) is recorded as one
@@ -63,7 +72,7 @@ of case-finding too.
 """
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,7 +86,6 @@ ROLE_SYSTEM = "https://fhir.carejoin.example/CodeSystem/role"
 SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 RECIPIENT_ROLES = frozenset({"IRCP"})
 # Ways R4 lets a provision narrow itself that this service does not enforce.
-UNSUPPORTED_NARROWING = ("dataPeriod",)
 CONSENT_ACTION = "http://terminology.hl7.org/CodeSystem/consentaction"
 # The actions directives govern: what other parties may see is what they access, use and
 # disclose. (``collect`` and ``correct`` are not decided here.)
@@ -121,6 +129,10 @@ class Directive:
     # The coded concept it is narrowed to (``provision.code``): (system, code), matched
     # against the resource's token index values.
     code: tuple[str, str] | None = None
+    # The period of data it is narrowed to (``provision.dataPeriod``), a closed range; either
+    # end may be open.
+    data_from: datetime | None = None
+    data_to: datetime | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
@@ -149,6 +161,36 @@ class Directive:
         if not indexed:
             return self.decision == "deny"
         return any((system, code) == self.code for _, system, code in tokens)
+
+    @property
+    def dated(self) -> bool:
+        return self.data_from is not None or self.data_to is not None
+
+    def covers_period(
+        self, care_dates: Sequence[tuple[datetime, datetime]] | None, *, indexed: bool = True
+    ) -> bool:
+        """Whether data with these care dates (closed ranges; None for a type that records
+        no care date) is what this directive is about by its period of data (always, when
+        it names none). ``indexed`` False: the dates are not known (a past version, or a
+        deleted resource). A deny covers data meeting the period and data of unknown date; a
+        permit only data known to lie wholly within it."""
+        if not self.dated:
+            return True
+        if care_dates is None:
+            return False
+        deny = self.decision == "deny"
+        if not indexed or not care_dates:
+            return deny
+        start, end = self.data_from, self.data_to
+        if deny:
+            return any(
+                (end is None or low <= end) and (start is None or high >= start)
+                for low, high in care_dates
+            )
+        return all(
+            (start is None or low >= start) and (end is None or high <= end)
+            for low, high in care_dates
+        )
 
     def covers(self, sensitivity: AbstractSet[str], security: AbstractSet[str]) -> bool:
         """Whether data with these stored categories and ``meta.security`` codes is what
@@ -263,14 +305,6 @@ def _walk(
     decision = provision.get("type")
     if decision not in ("deny", "permit"):
         raise DirectiveError(f"{where}.type must be deny or permit")
-    narrowed = sorted(k for k in UNSUPPORTED_NARROWING if provision.get(k))
-    if narrowed:
-        # Recording a narrowed choice as a broader one would share (or withhold) what the
-        # person did not say: refuse it, so the recording system knows.
-        raise DirectiveError(
-            f"{where}: narrowing by {', '.join(narrowed)} is not enforced here; record the "
-            "choice by organisation, role, item, label, purpose, type or code"
-        )
     for i, action in enumerate(_as_list(provision.get("action"))):
         _governed_action(_as_map(action), f"{where}.action[{i}]")
     period = _as_map(provision.get("period"))
@@ -331,6 +365,21 @@ def _walk(
             for coded in _coded(_as_map(concept), f"{where}.code[{i}]")
         )
     )
+    data_period = _as_map(provision.get("dataPeriod"))
+    data_from = (
+        parse_instant(str(data_period["start"]), False) if data_period.get("start") else None
+    )
+    data_to = parse_instant(str(data_period["end"]), True) if data_period.get("end") else None
+    if "dataPeriod" in provision and data_from is None and data_to is None:
+        raise DirectiveError(f"{where}.dataPeriod must have a start or an end")
+    if data_from is not None and data_to is not None and data_to < data_from:
+        raise DirectiveError(f"{where}.dataPeriod ends before it starts")
+    dated = data_from is not None or data_to is not None
+    if items and dated:
+        raise DirectiveError(
+            f"{where}: an item (data) is sealed or permitted whatever its date; name items or "
+            "a dataPeriod, not both, in one provision"
+        )
     if items and codes:
         raise DirectiveError(
             f"{where}: an item (data) is already the most specific thing a choice can name; "
@@ -363,6 +412,7 @@ def _walk(
             + (purpose is not None)
             + (resource_class is not None)
             + (code is not None)
+            + dated
         )
         out.append(
             Directive(
@@ -377,6 +427,8 @@ def _walk(
                 purpose=purpose,
                 resource_class=resource_class,
                 code=code,
+                data_from=data_from,
+                data_to=data_to,
                 starts_at=start,
                 ends_at=end,
             )

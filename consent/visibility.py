@@ -152,7 +152,8 @@ class DirectivesAllow:
     only to resources carrying it (``Directive.covers``): its own data, nothing else; one
     narrowed to a purpose of use only to callers declaring it (``purposes``); one narrowed to
     a resource type only to resources of that type; one narrowed to a code only to resources
-    whose token index holds it (``Directive.covers_code``).
+    whose token index holds it (``Directive.covers_code``); one narrowed to a period of data
+    only to resources whose care date meets it (``Directive.covers_period``).
     """
 
     organisation: str | None
@@ -390,8 +391,12 @@ class ResourceFacts:
     grants: tuple[Grant, ...] = ()
     # The resource's token values as searched: (parameter, system, code).
     tokens: frozenset[tuple[str, str | None, str | None]] = frozenset()
-    # Whether ``tokens`` are this version's: False for a past version or a deleted resource,
-    # whose index rows are gone (directives narrowed to a code then fail closed).
+    # The resource's care dates as indexed (closed ranges), None for a type that records no
+    # care date (``fhir_gateway.store.care_dates``).
+    care_dates: tuple[tuple[datetime, datetime], ...] | None = None
+    # Whether ``tokens`` and ``care_dates`` are this version's: False for a past version or a
+    # deleted resource, whose index rows are gone (directives narrowed to a code or a period
+    # of data then fail closed).
     indexed: bool = True
 
 
@@ -418,6 +423,7 @@ def _directives_allow(
         and (d.purpose is None or d.purpose in purposes)
         and d.covers_type(facts.resource_type)
         and d.covers_code(facts.tokens, indexed=facts.indexed)
+        and d.covers_period(facts.care_dates, indexed=facts.indexed)
         and d.covers(facts.sensitivity, facts.security)
     ]
     if any(d.sealed for d in applicable):

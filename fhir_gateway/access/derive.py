@@ -145,6 +145,8 @@ def replace_derived(session: Session, writes: Sequence[Any], *, now: datetime) -
                         "resource_class": d.resource_class,
                         "code_system": d.code[0] if d.code else None,
                         "code": d.code[1] if d.code else None,
+                        "data_from": d.data_from,
+                        "data_to": d.data_to,
                         "starts_at": d.starts_at,
                         "ends_at": d.ends_at,
                     }

@@ -60,6 +60,10 @@ class ConsentDirectiveRow(Base):
     # index holds this system and code; null (both) for any.
     code_system: Mapped[str | None] = mapped_column(String(255))
     code: Mapped[str | None] = mapped_column(String(255))
+    # The period of data a narrowed choice applies to (``provision.dataPeriod``), closed,
+    # either end open; null (both) for any.
+    data_from: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    data_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
     starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -19,33 +19,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_gateway.store import repository
+from fhir_gateway.store.care_dates import CARE_DATE_PARAMS
 from fhir_gateway.store.models import ResourceRow, search_date, search_reference
 from fhir_gateway.store.repository import StoredResource
 from fhir_gateway.store.visibility import in_set
-
-# The care date of each type: the search parameter whose date says when the care happened.
-CARE_DATE_PARAMS: dict[str, str] = {
-    "AllergyIntolerance": "date",
-    "CarePlan": "date",
-    "CareTeam": "date",
-    "Communication": "sent",
-    "Condition": "onset-date",
-    "Consent": "date",
-    "DiagnosticReport": "date",
-    "DocumentReference": "date",
-    "Encounter": "date",
-    "EpisodeOfCare": "date",
-    "Flag": "date",
-    "Goal": "start-date",
-    "Immunization": "date",
-    "MedicationRequest": "authoredon",
-    "MedicationStatement": "effective",
-    "Observation": "date",
-    "Procedure": "date",
-    "QuestionnaireResponse": "authored",
-    "ServiceRequest": "authored",
-    "Task": "authored-on",
-}
 
 REFERENCED_TYPES = (
     "Practitioner",

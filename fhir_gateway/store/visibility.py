@@ -30,12 +30,14 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     exists,
     false,
     func,
     literal,
     literal_column,
     not_,
+    null,
     or_,
     select,
     true,
@@ -78,7 +80,8 @@ from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.search.model import ParamType
 from fhir_gateway.search.registry import SEARCH_PARAMS
 from fhir_gateway.search.storage import stored
-from fhir_gateway.store.models import ResourceRow, UtcDateTime, search_token
+from fhir_gateway.store.care_dates import CARE_DATE_PARAMS
+from fhir_gateway.store.models import ResourceRow, UtcDateTime, search_date, search_token
 
 # The policy's own constants, written into the SQL rather than sent as parameters (they never
 # change, and every parameter is one more for the drivers to bind on every execution).
@@ -571,42 +574,96 @@ def _label_covers(d: Any, row: Any) -> ColumnElement[bool]:
     )
 
 
+def _index_holds_row(row: Any) -> ColumnElement[bool]:
+    """The search index holds ``row``'s values: the row is the current version of a resource
+    that is not deleted (the index keeps the current version's values only, none for a
+    deleted resource; ``row`` is of ``resource`` or of ``resource_history``)."""
+    if not hasattr(row, "resource_pk"):
+        return row.deleted.is_(False)
+    current = aliased(ResourceRow)
+    return exists(
+        select(_ONE)
+        .where(
+            current.pk == row.resource_pk,
+            current.version_id == row.version_id,
+            current.deleted.is_(False),
+        )
+        .correlate(row)
+    )
+
+
+def _row_pk(row: Any) -> Any:
+    return row.resource_pk if hasattr(row, "resource_pk") else row.pk
+
+
 def _code_covers(d: Any, row: Any) -> ColumnElement[bool]:
     """The directive row ``d`` names no code, or ``row``'s token index holds it (under any
     parameter); where the index does not hold ``row``'s values (a past version in
     ``resource_history``, or a deleted resource), a deny applies and a permit does not. The
     same test as ``consent.directives.Directive.covers_code``. One lookup by the resource's
     key, asked only of the person's own directive rows that name a code."""
-    history = hasattr(row, "resource_pk")
     t = search_token.c
     held = exists(
         select(_ONE)
         .select_from(search_token)
-        .where(
-            t.resource_pk == (row.resource_pk if history else row.pk),
-            t.system == d.code_system,
-            t.code == d.code,
-        )
+        .where(t.resource_pk == _row_pk(row), t.system == d.code_system, t.code == d.code)
         .correlate(d, row)
     )
-    indexed: ColumnElement[bool]
-    if history:
-        current = aliased(ResourceRow)
-        indexed = exists(
-            select(_ONE)
-            .where(
-                current.pk == row.resource_pk,
-                current.version_id == row.version_id,
-                current.deleted.is_(False),
-            )
-            .correlate(row)
-        )
-    else:
-        indexed = row.deleted.is_(False)
+    indexed = _index_holds_row(row)
     return or_(
         d.code.is_(None),
         and_(indexed, held),
         and_(not_(indexed), d.decision == _DENY),
+    )
+
+
+# The care-date parameter of a row's type, as SQL (NULL for a type that records none).
+def _care_param(row: Any) -> Any:
+    return case(
+        *(
+            (row.resource_type == _quoted(resource_type), _quoted(param))
+            for resource_type, param in sorted(CARE_DATE_PARAMS.items())
+        ),
+        else_=null(),
+    )
+
+
+def _period_covers(d: Any, row: Any) -> ColumnElement[bool]:
+    """The directive row ``d`` names no period of data, or ``row``'s care date (its type's
+    care-date rows in the date index) is what it is about: for a deny, a care date meeting
+    the period, or none known (none recorded, a past version, a deleted resource); for a
+    permit, care dates known and all within it. A row of a type that records no care date is
+    not covered. The same test as ``consent.directives.Directive.covers_period``."""
+    dates = search_date.c
+
+    def care_dates(*conditions: Any) -> ColumnElement[bool]:
+        return exists(
+            select(_ONE)
+            .select_from(search_date)
+            .where(dates.resource_pk == _row_pk(row), dates.param == _care_param(row), *conditions)
+            .correlate(d, row)
+        )
+
+    meets = care_dates(
+        or_(d.data_to.is_(None), dates.low <= d.data_to),
+        or_(d.data_from.is_(None), dates.high >= d.data_from),
+    )
+    outside = care_dates(
+        or_(
+            and_(d.data_from.is_not(None), dates.low < d.data_from),
+            and_(d.data_to.is_not(None), dates.high > d.data_to),
+        )
+    )
+    known = and_(_index_holds_row(row), care_dates())
+    return or_(
+        and_(d.data_from.is_(None), d.data_to.is_(None)),
+        and_(
+            in_set(row.resource_type, sorted(CARE_DATE_PARAMS)),
+            or_(
+                and_(d.decision == _DENY, or_(not_(known), meets)),
+                and_(d.decision == _PERMIT, known, not_(outside)),
+            ),
+        ),
     )
 
 
@@ -637,6 +694,7 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             else d.purpose.is_(None),
             or_(d.resource_class.is_(None), d.resource_class == row.resource_type),
             _code_covers(d, row),
+            _period_covers(d, row),
             *covered,
             extra,
         )

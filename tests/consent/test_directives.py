@@ -372,7 +372,10 @@ def _action(code: str) -> dict[str, str]:
         ),
         pytest.param({"purpose": [{"code": "HRESCH"}]}, id="purpose"),
         pytest.param({"securityLabel": [{"code": "N"}]}, id="security-label"),
-        pytest.param({"dataPeriod": {"start": "2026-01-01"}}, id="data-period"),
+        pytest.param({"dataPeriod": {}}, id="data-period-empty"),
+        pytest.param(
+            {"dataPeriod": {"start": "2015-01-01", "end": "2010-12-31"}}, id="data-period-backwards"
+        ),
         pytest.param(
             {"data": [{"meaning": "instance", "reference": {"identifier": {"value": "cp1"}}}]},
             id="data-by-identifier-only",
@@ -603,3 +606,88 @@ def test_what_a_code_directive_covers(
     assert _d("permit", 1, code=code).covers_code(tokens, indexed=indexed) is permit_covers
     # A directive naming no code covers everything, known or not.
     assert _d("deny", 0).covers_code(tokens, indexed=indexed)
+
+
+Y2010 = datetime(2010, 1, 1, tzinfo=UTC)
+Y2015_END = datetime(2015, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)  # closed, as the store reads
+
+
+def test_a_data_period_narrows_a_directive_and_counts_as_one_more_thing_named() -> None:
+    # "Not my records from 2010 to 2015 to the council".
+    provision = {
+        "type": "deny",
+        "actor": [_recipient(_org("Z10C"))],
+        "dataPeriod": {"start": "2010-01-01", "end": "2015-12-31"},
+    }
+    assert _read(_consent(provision)) == [
+        _d(
+            "deny",
+            2,
+            recipient_organisation="Z10C",
+            data_from=Y2010,
+            data_to=_instant("2015-12-31", True),
+        )
+    ]
+    # Either end may be open: "nothing from before 2010".
+    before = {"type": "deny", "dataPeriod": {"end": "2009-12-31"}}
+    assert _read(_consent(before)) == [_d("deny", 1, data_to=_instant("2009-12-31", True))]
+
+
+def test_a_data_period_with_an_item_is_refused() -> None:
+    provision = {
+        "type": "deny",
+        "dataPeriod": {"start": "2010-01-01"},
+        "data": [{"meaning": "instance", "reference": {"reference": "Condition/c1"}}],
+    }
+    with pytest.raises(DirectiveError, match="dataPeriod"):
+        _read(_consent(provision))
+
+
+def _range(low: str, high: str) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(low).replace(tzinfo=UTC), datetime.fromisoformat(high).replace(
+        tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("care_dates", "indexed", "deny_covers", "permit_covers"),
+    [
+        pytest.param((_range("2012-03-01", "2012-03-01"),), True, True, True, id="within"),
+        pytest.param((_range("2009-06-01", "2011-01-01"),), True, True, False, id="straddles"),
+        pytest.param((_range("2016-01-01", "2016-02-01"),), True, False, False, id="after"),
+        pytest.param((_range("2009-01-01", "2009-12-31"),), True, False, False, id="before"),
+        pytest.param(
+            (_range("2012-01-01", "2012-01-01"), _range("2018-01-01", "2018-01-01")),
+            True,
+            True,
+            False,
+            id="one-within-one-after",
+        ),
+        # A dated type whose date is not known: none recorded, or not indexed.
+        pytest.param((), True, True, False, id="no-date-recorded"),
+        pytest.param((_range("2012-03-01", "2012-03-01"),), False, True, False, id="not-indexed"),
+        # A type that records no care date is not data of a period.
+        pytest.param(None, True, False, False, id="undated-type"),
+        pytest.param(None, False, False, False, id="undated-type-not-indexed"),
+    ],
+)
+def test_what_a_data_period_directive_covers(
+    care_dates: tuple[tuple[datetime, datetime], ...] | None,
+    indexed: bool,
+    deny_covers: bool,
+    permit_covers: bool,
+) -> None:
+    period = {"data_from": Y2010, "data_to": Y2015_END}
+    deny, permit = _d("deny", 1, **period), _d("permit", 1, **period)
+    assert deny.covers_period(care_dates, indexed=indexed) is deny_covers
+    assert permit.covers_period(care_dates, indexed=indexed) is permit_covers
+    assert _d("deny", 0).covers_period(care_dates, indexed=indexed)
+
+
+def test_a_data_period_open_at_one_end_reaches_as_far_as_it_says() -> None:
+    since_2015 = _d("deny", 1, data_from=datetime(2015, 1, 1, tzinfo=UTC))
+    assert since_2015.covers_period((_range("2020-01-01", "9999-12-31"),))
+    assert not since_2015.covers_period((_range("2014-01-01", "2014-12-31"),))
+    # The ends are closed: a care date ending the microsecond before the start misses it.
+    assert not since_2015.covers_period((_range("2014-01-01", "2014-12-31T23:59:59.999999"),))
+    assert since_2015.covers_period((_range("2014-01-01", "2015-01-01"),))

@@ -10,7 +10,7 @@ subtle cases, asserting what is visible as well as that both sides agree.
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -60,6 +60,16 @@ def test_generous_agreements_compiled_and_reference_agree(session: Session, worl
 def test_narrowed_scopes_compiled_and_reference_agree(session: Session, world: World) -> None:
     # Every caller's scopes narrow some type by token search parameters, and the records
     # are of those types: the queries' matching decides many answers.
+    assert disagreements(compare(session, world, per_person=True), world) == []
+
+
+@settings(PROPERTY, max_examples=60)
+@given(world=worlds(generous=True, choices=True))
+def test_choices_by_code_and_period_compiled_and_reference_agree(
+    session: Session, world: World
+) -> None:
+    # Most directives are narrowed to a code or a period of data (deny and permit read a
+    # period differently), against resources with zero to two care dates and token values.
     assert disagreements(compare(session, world, per_person=True), world) == []
 
 
@@ -145,7 +155,96 @@ def _permit(level: int, patient_id: str = "hv-gp", **fields: Any) -> Directive:
     return Directive(patient_id, "permit", level, **fields)
 
 
+def _day(text: str, end: bool = False) -> datetime:
+    day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
+
+
+# A period of data, 2010 to 2015 (closed), and conditions within it, straddling its start,
+# after it, and of unknown date; the person's demographics (a type without a care date).
+PERIOD = {"data_from": _day("2010-01-01"), "data_to": _day("2015-12-31", end=True)}
+WITHIN = Resource(
+    "Condition",
+    "hv-in",
+    HOSPITAL,
+    "hv-h",
+    care_dates=((_day("2012-03-01"), _day("2012-03-01", True)),),
+)
+STRADDLING = Resource(
+    "Condition",
+    "hv-st",
+    HOSPITAL,
+    "hv-h",
+    care_dates=((_day("2009-06-01"), _day("2011-01-01", True)),),
+)
+AFTER = Resource(
+    "Condition",
+    "hv-af",
+    HOSPITAL,
+    "hv-h",
+    care_dates=((_day("2016-01-01"), _day("2016-01-01", True)),),
+)
+UNDATED = Resource("Condition", "hv-un", HOSPITAL, "hv-h")
+DEMOGRAPHICS = Resource("Patient", "hv-h", HOSPITAL, "hv-h")
+DATED = [WITHIN, STRADDLING, AFTER, UNDATED, DEMOGRAPHICS]
+SNOMED = "http://snomed.info/sct"
+CODED = Resource("Condition", "hv-cd", HOSPITAL, "hv-h", tokens=(("code", SNOMED, "x1"),))
+CODED_IN_VALUE = Resource(
+    "Observation",
+    "hv-ov",
+    HOSPITAL,
+    "hv-h",
+    tokens=(("code", SNOMED, "o1"), ("value-concept", SNOMED, "x1")),
+)
+CODE_WITHOUT_SYSTEM = Resource(
+    "Condition", "hv-ns", HOSPITAL, "hv-h", tokens=(("code", None, "x1"),)
+)
+CODED_ELSEWHERE = Resource(
+    "Condition", "hv-oc", HOSPITAL, "hv-h", tokens=(("code", "http://other", "x1"),)
+)
+CODES = [CODED, CODED_IN_VALUE, CODE_WITHOUT_SYSTEM, CODED_ELSEWHERE]
+
 CASES = [
+    pytest.param(
+        Case(
+            GP_DOC, DATED, {"Condition/hv-af", "Patient/hv-h"}, [REGISTERED], [_deny(1, **PERIOD)]
+        ),
+        id="a-period-objection-covers-what-meets-it-and-what-has-no-known-date",
+    ),
+    pytest.param(
+        Case(GP_DOC, DATED, {"Condition/hv-in"}, [REGISTERED], [_deny(0), _permit(1, **PERIOD)]),
+        id="a-period-permit-lets-through-only-what-lies-within-it",
+    ),
+    pytest.param(
+        Case(
+            GP_DOC,
+            DATED,
+            {"Condition/hv-st", "Condition/hv-in", "Patient/hv-h"},
+            [REGISTERED],
+            [_deny(1, data_from=_day("2016-01-01"))],
+        ),
+        id="a-period-open-at-its-end-and-undated-data",
+    ),
+    pytest.param(
+        Case(
+            GP_DOC,
+            CODES,
+            {"Condition/hv-ns", "Condition/hv-oc"},
+            [REGISTERED],
+            [_deny(1, code=(SNOMED, "x1"))],
+        ),
+        id="a-code-objection-covers-the-code-under-any-parameter-and-its-system-only",
+    ),
+    pytest.param(
+        Case(
+            GP_DOC,
+            CODES,
+            {"Condition/hv-cd", "Observation/hv-ov"},
+            [REGISTERED],
+            [_deny(0), _permit(1, code=(SNOMED, "x1"))],
+        ),
+        id="a-code-permit-lets-through-what-holds-the-code",
+    ),
     pytest.param(
         Case(
             GP_DOC,

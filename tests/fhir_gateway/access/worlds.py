@@ -48,7 +48,8 @@ from fhir_gateway.access.request import person_visibility
 from fhir_gateway.identity.models import IdentityRecord
 from fhir_gateway.search.model import ParamType
 from fhir_gateway.search.registry import SEARCH_PARAMS
-from fhir_gateway.store.models import ResourceRow, search_token
+from fhir_gateway.store.care_dates import CARE_DATE_PARAMS
+from fhir_gateway.store.models import ResourceRow, search_date, search_token
 from fhir_gateway.store.reads import ReadAccess
 from fhir_gateway.store.visibility import compile_visibility, compile_visibility_live
 
@@ -115,6 +116,15 @@ SCOPE_PARAMS = (*TOKEN_PARAMS, *TOKEN_PARAMS, "nonsense", "subject")
 SYSTEMS = ("http://example.org/s1", "http://example.org/s2")
 NARROWABLE = ("Observation", "Condition", "Encounter", "Patient", "Organization")
 CODES = ("a", "b")
+# Care dates and periods of data are drawn from these instants, so that ranges meet, touch
+# and miss each other's ends by a microsecond.
+CARE_MOMENTS = (
+    datetime(2010, 1, 1, tzinfo=UTC),
+    datetime(2012, 6, 30, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2012, 7, 1, tzinfo=UTC),
+    datetime(2015, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+)
 MOMENTS = (
     NOW - timedelta(days=1),
     NOW - timedelta(microseconds=1),
@@ -134,6 +144,8 @@ class Resource:
     security: tuple[tuple[str, str], ...] = ()
     # Token index entries: (parameter, system, code).
     tokens: tuple[tuple[str, str | None, str | None], ...] = ()
+    # Care-date index entries (closed ranges), for a type that records a care date.
+    care_dates: tuple[tuple[datetime, datetime], ...] = ()
 
     @property
     def key(self) -> str:
@@ -331,6 +343,15 @@ def _indexed_tokens(resource_type: str) -> tuple[str, ...]:
 
 
 @st.composite
+def _care_dates(draw: st.DrawFn, resource_type: str) -> tuple[tuple[datetime, datetime], ...]:
+    """Care-date index entries of a resource: none for a type that records no care date."""
+    if resource_type not in CARE_DATE_PARAMS:
+        return ()
+    pair = st.lists(st.sampled_from(CARE_MOMENTS), min_size=2, max_size=2).map(sorted)
+    return tuple((low, high) for low, high in draw(st.lists(pair, max_size=2)))
+
+
+@st.composite
 def _tokens(draw: st.DrawFn, resource_type: str) -> tuple[tuple[str, str | None, str], ...]:
     """Token index entries of a resource, of the parameters its type has."""
     params = _indexed_tokens(resource_type)
@@ -445,8 +466,11 @@ def _directive(
     roles: Sequence[str],
     keys: Sequence[str],
     items: int,
+    choices: bool = False,
 ) -> Directive:
-    """A directive as ``directives_from_consent`` records them (levels follow the shape)."""
+    """A directive as ``directives_from_consent`` records them (levels follow the shape).
+    With ``choices``, one without an item is narrowed to a code half the time and to a period
+    of data three times in four."""
     # One directive in ``items`` names an item (sealed when denied); those seldom name
     # actors as well. Of the others, about one in three is narrowed to a security label (an
     # item and a label are never named together: such a provision is refused).
@@ -481,8 +505,23 @@ def _directive(
                 st.sampled_from([*SYSTEMS, "http://example.org/unused"]), st.sampled_from(CODES)
             )
         )
-        if item is None and draw(st.integers(0, 3)) == 0
+        if item is None and draw(st.integers(0, 1 if choices else 3)) == 0
         else None
+    )
+    # About one in four is narrowed to a period of data (never with an item), either end
+    # possibly open.
+    data_from, data_to = (
+        draw(
+            st.tuples(
+                st.one_of(st.none(), st.sampled_from(CARE_MOMENTS)),
+                st.one_of(st.none(), st.sampled_from(CARE_MOMENTS)),
+            )
+            .map(lambda p: (p[0], p[1]) if None in p else tuple(sorted(p)))
+            .filter(lambda p: p != (None, None))
+        )
+        if item is None
+        and (draw(st.integers(0, 3)) > 0 if choices else draw(st.integers(0, 3)) == 0)
+        else (None, None)
     )
     anyone = [st.none()] * (3 if item else 1)
     recipient = draw(
@@ -505,7 +544,8 @@ def _directive(
             + (label is not None)
             + (purpose is not None)
             + (resource_class is not None)
-            + (code is not None),
+            + (code is not None)
+            + (data_from is not None or data_to is not None),
         ),
         recipient_organisation=recipient[1] if recipient and recipient[0] == "org" else None,
         recipient_role=recipient[1] if recipient and recipient[0] == "role" else None,
@@ -515,6 +555,8 @@ def _directive(
         purpose=purpose,
         resource_class=resource_class,
         code=code,
+        data_from=data_from,
+        data_to=data_to,
         starts_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
         ends_at=draw(st.one_of(st.none(), st.none(), st.sampled_from(MOMENTS))),
     )
@@ -530,11 +572,15 @@ def _grant(practitioners: Sequence[str], patient_ids: Sequence[str]) -> st.Searc
 
 
 @st.composite
-def worlds(draw: st.DrawFn, *, generous: bool = False, narrowed: bool = False) -> World:
+def worlds(
+    draw: st.DrawFn, *, generous: bool = False, narrowed: bool = False, choices: bool = False
+) -> World:
     """A random world. A ``generous`` one has a generous agreement, one person and staff
     callers only, so that relationships, directives and break-glass decide most answers. In a
     ``narrowed`` one every caller's scopes narrow some type, and the records are of the
-    types they narrow, so that the scopes' queries decide many answers."""
+    types they narrow, so that the scopes' queries decide many answers. In one with
+    ``choices`` most directives are narrowed to a code or a period of data, so that the
+    resources' tokens and care dates decide many answers."""
     document = draw(agreements(generous=generous))
     # Sometimes a category resources were labelled with is no longer in force (withdrawn from
     # the value sets after they were written): the agreement cannot name it any more.
@@ -585,6 +631,7 @@ def worlds(draw: st.DrawFn, *, generous: bool = False, narrowed: bool = False) -
                 draw(labels),
                 draw(security),
                 draw(_tokens(resource_type)),
+                draw(_care_dates(resource_type)),
             )
         )
     keys = [r.key for r in resources]
@@ -608,10 +655,14 @@ def worlds(draw: st.DrawFn, *, generous: bool = False, narrowed: bool = False) -
     )
     their_roles = [c.role for c in staff if c.role] or list(ROLES)
     directives = [
-        *draw(st.lists(_directive(patient_ids, organisations, ROLES, keys, 3), max_size=3)),
+        *draw(
+            st.lists(_directive(patient_ids, organisations, ROLES, keys, 3, choices), max_size=3)
+        ),
         *draw(
             st.lists(
-                _directive(patient_ids, their_orgs, their_roles, keys, 2 if generous else 3),
+                _directive(
+                    patient_ids, their_orgs, their_roles, keys, 2 if generous else 3, choices
+                ),
                 max_size=6 if generous else 4,
             )
         ),
@@ -679,6 +730,19 @@ def write_world(session: Session, world: World) -> dict[str, int]:
     ]
     if tokens:
         session.execute(insert(search_token), tokens)
+    dates = [
+        {
+            "resource_pk": by_key[r.key],
+            "resource_type": r.resource_type,
+            "param": CARE_DATE_PARAMS[r.resource_type],
+            "low": low,
+            "high": high,
+        }
+        for r in resources
+        for low, high in r.care_dates
+    ]
+    if dates:
+        session.execute(insert(search_date), dates)
     filed = [
         {"patient_id": p, "person_id": person, "features": "{}", "updated_at": NOW}
         for p, person in world.patients.items()
@@ -721,6 +785,8 @@ def write_world(session: Session, world: World) -> dict[str, int]:
                     "resource_class": d.resource_class,
                     "code_system": d.code[0] if d.code else None,
                     "code": d.code[1] if d.code else None,
+                    "data_from": d.data_from,
+                    "data_to": d.data_to,
                     "starts_at": d.starts_at,
                     "ends_at": d.ends_at,
                 }
@@ -761,6 +827,7 @@ def facts_for(world: World, resource: Resource) -> ResourceFacts:
         directives=tuple(d for d in world.directives if d.patient_id in person),
         grants=tuple(g for g in world.grants if g.patient_id in person),
         tokens=frozenset(resource.tokens),
+        care_dates=resource.care_dates if resource.resource_type in CARE_DATE_PARAMS else None,
     )
 
 

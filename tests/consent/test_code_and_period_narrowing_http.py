@@ -1,4 +1,5 @@
-"""Choices narrowed to a code are enforced over HTTP, on both databases.
+"""Choices narrowed to a code or to a period of data are enforced over HTTP, on both
+databases.
 
 "Not my hypertension diagnosis" (``provision.code``) withholds every resource whose token
 index holds that code (the diagnosis, wherever it is recorded), and nothing else; a permit
@@ -9,9 +10,13 @@ never existed. ``provision.action`` naming what directives govern (access, use, 
 changes nothing; other actions, and codes without a system, are refused (422) and record
 nothing.
 
+"Not my records from 2010 to 2015" (``provision.dataPeriod``) withholds what the care dates
+put in that period (a diagnosis by its onset), data of unknown date with it, and never the
+person's demographics (a Patient records no care date).
+
 The world: a person registered at practice Z90002, a GP at Z90001 related to them through a
-CareTeam, and the hospital's diagnoses of hypertension (ICD-10 I10) and type 2 diabetes
-(E11). The demo agreement shares problems with GPs for direct care.
+CareTeam, and the hospital's diagnoses of hypertension (ICD-10 I10, onset March 2012) and
+type 2 diabetes (E11, onset April 2019). The demo agreement shares problems with GPs for direct care.
 """
 
 from dataclasses import dataclass
@@ -42,14 +47,21 @@ class Record:
     hospital: dict[str, str]
 
 
-def _diagnosis(patient: str, coding: dict[str, str]) -> dict[str, Any]:
-    return {**fhir.condition(patient_id=patient), "code": {"coding": [coding]}}
+def _diagnosis(
+    patient: str, coding: dict[str, str], onset: str | None = "2019-04-02"
+) -> dict[str, Any]:
+    diagnosis = {**fhir.condition(patient_id=patient), "code": {"coding": [coding]}}
+    if onset is None:
+        del diagnosis["onsetDateTime"]
+    else:
+        diagnosis["onsetDateTime"] = onset
+    return diagnosis
 
 
 @pytest.fixture
 def record(client: TestClient, issuer: DevelopmentIssuer) -> Record:
     patient = write_as(client, fhir.patient(family="Codewise"), PRACTICE)
-    hypertension = write_as(client, _diagnosis(patient, HYPERTENSION), HOSPITAL)
+    hypertension = write_as(client, _diagnosis(patient, HYPERTENSION, "2012-03-01"), HOSPITAL)
     diabetes = write_as(client, _diagnosis(patient, DIABETES), HOSPITAL)
     write_as(
         client, fhir.care_team(patient_id=patient, member="Practitioner/gp-Z90001-0"), PRACTICE
@@ -86,8 +98,14 @@ def _record_choice(client: TestClient, r: Record, provision: dict[str, Any]) -> 
     write_as(client, fhir.privacy_consent(r.patient, provision), PRACTICE)
 
 
-def _recode(client: TestClient, r: Record, condition: str, coding: dict[str, str]) -> None:
-    body = {**_diagnosis(r.patient, coding), "id": condition, "meta": {"source": HOSPITAL}}
+def _recode(
+    client: TestClient,
+    r: Record,
+    condition: str,
+    coding: dict[str, str],
+    onset: str | None = "2019-04-02",
+) -> None:
+    body = {**_diagnosis(r.patient, coding, onset), "id": condition, "meta": {"source": HOSPITAL}}
     response = client.put(f"/fhir/Condition/{condition}", json=body)
     assert response.status_code == 200, response.text
 
@@ -182,7 +200,19 @@ def test_an_action_directives_govern_changes_nothing(
             "action",
             id="action-collect",
         ),
-        pytest.param({"dataPeriod": {"start": "2020-01-01"}}, "dataPeriod", id="data-period"),
+        pytest.param(
+            {"dataPeriod": {"start": "2016-01-01", "end": "2010-01-01"}},
+            "dataPeriod",
+            id="data-period-backwards",
+        ),
+        pytest.param(
+            {
+                "dataPeriod": {"start": "2010-01-01"},
+                "data": [{"meaning": "instance", "reference": {"reference": "Condition/x"}}],
+            },
+            "dataPeriod",
+            id="data-period-with-an-item",
+        ),
     ],
 )
 def test_what_cannot_be_enforced_is_refused_and_nothing_recorded(
@@ -194,3 +224,62 @@ def test_what_cannot_be_enforced_is_refused_and_nothing_recorded(
     assert response.json()["resourceType"] == "OperationOutcome"
     assert named in response.json()["issue"][0]["diagnostics"]
     assert _seen(client, record) == {record.hypertension, record.diabetes}
+
+
+BEFORE_2016 = {"start": "2010-01-01", "end": "2015-12-31"}
+
+
+def test_an_objection_to_a_period_withholds_that_periods_data_only(
+    client: TestClient, record: Record
+) -> None:
+    _record_choice(client, record, {"type": "deny", "dataPeriod": BEFORE_2016})
+    assert _seen(client, record) == {record.diabetes}
+    assert _withheld(client, record)
+    # The person's demographics are no period's data.
+    patient = client.get(f"/fhir/Patient/{record.patient}", headers=record.gp)
+    assert patient.status_code == 200
+    # $everything holds to it as the search does.
+    everything = client.get(
+        f"/fhir/Patient/{record.patient}/$everything", params={"_count": 500}, headers=record.gp
+    ).json()
+    conditions = {
+        e["resource"]["id"]
+        for e in everything.get("entry", [])
+        if e["resource"]["resourceType"] == "Condition"
+    }
+    assert conditions == {record.diabetes}
+
+
+def test_data_of_unknown_date_is_withheld_by_a_period_objection(
+    client: TestClient, record: Record
+) -> None:
+    undated = write_as(client, _diagnosis(record.patient, DIABETES, onset=None), HOSPITAL)
+    assert client.get(f"/fhir/Condition/{undated}", headers=record.gp).status_code == 200
+    _record_choice(client, record, {"type": "deny", "dataPeriod": BEFORE_2016})
+    assert client.get(f"/fhir/Condition/{undated}", headers=record.gp).status_code == 404
+
+
+def test_a_permit_for_a_period_lets_through_only_what_is_known_to_lie_within_it(
+    client: TestClient, record: Record
+) -> None:
+    # "Share nothing, except what is from 2018 on": the diabetes of 2019 only; not the 2012
+    # hypertension, and not the undated diagnosis, which may be from any time.
+    undated = write_as(client, _diagnosis(record.patient, DIABETES, onset=None), HOSPITAL)
+    _record_choice(
+        client,
+        record,
+        {"type": "deny", "provision": [{"type": "permit", "dataPeriod": {"start": "2018-01-01"}}]},
+    )
+    assert _seen(client, record) == {record.diabetes}
+    assert client.get(f"/fhir/Condition/{undated}", headers=record.gp).status_code == 404
+
+
+def test_a_redated_diagnosis_shows_again_but_not_its_earlier_version(
+    client: TestClient, record: Record
+) -> None:
+    _record_choice(client, record, {"type": "deny", "dataPeriod": BEFORE_2016})
+    _recode(client, record, record.hypertension, HYPERTENSION, onset="2018-05-01")
+    assert _seen(client, record) == {record.hypertension, record.diabetes}
+    path = f"/fhir/Condition/{record.hypertension}"
+    assert client.get(f"{path}/_history/2", headers=record.gp).status_code == 200
+    assert client.get(f"{path}/_history/1", headers=record.gp).status_code == 404
