@@ -94,6 +94,16 @@ def _withheld(client: TestClient, r: Record) -> bool:
     return any(e.get("search", {}).get("mode") == "outcome" for e in bundle.get("entry", []))
 
 
+def _singled_out_by_hypertension(client: TestClient, r: Record) -> bool:
+    response = client.get(
+        "/fhir/Patient",
+        params={"_id": r.patient, "_has:Condition:subject:code": f"{ICD10}|I10"},
+        headers=r.gp,
+    )
+    assert response.status_code == 200, response.text
+    return r.patient in {e["resource"]["id"] for e in response.json().get("entry", [])}
+
+
 def _record_choice(client: TestClient, r: Record, provision: dict[str, Any]) -> None:
     write_as(client, fhir.privacy_consent(r.patient, provision), PRACTICE)
 
@@ -115,8 +125,11 @@ def test_an_objection_to_one_code_withholds_that_diagnosis_only(
 ) -> None:
     assert _seen(client, record) == {record.hypertension, record.diabetes}
     assert not _withheld(client, record)
+    assert _singled_out_by_hypertension(client, record)
     _record_choice(client, record, {"type": "deny", "code": [{"coding": [HYPERTENSION]}]})
     assert _seen(client, record) == {record.diabetes}
+    # Nor can the withheld diagnosis single the person out by a reverse chain.
+    assert not _singled_out_by_hypertension(client, record)
     # The GP is told something is withheld, not what.
     assert _withheld(client, record)
     # The organisation that recorded it still sees its own record.
