@@ -55,7 +55,7 @@ from benchmarks.common import (
     rss_mb,
     server,
 )
-from benchmarks.everything import SOURCES, floor, load_heavy
+from benchmarks.everything import SOURCES, floor, load_heavy, transact
 from benchmarks.fhir_store import _in_process, load_population
 from benchmarks.loadgen import run_in_process
 from consent.audit import Action, Outcome, record_for
@@ -63,7 +63,7 @@ from consent.context import context_from_claims
 from fhir_gateway.access.service import parse_document, predicate_for
 from fhir_gateway.db import create_engine_for, session_factory_for
 from fhir_gateway.search.registry import SUPPORTED_TYPES
-from fhir_gateway.store import reads, transaction
+from fhir_gateway.store import reads
 
 GP_CLAIMS: dict[str, object] = {
     "sub": "gp-Z90001-0",
@@ -171,13 +171,7 @@ def _record_choices(url: str, firsts: list[str], *, remove: bool = False) -> Non
         for p in firsts
     ]
     with factory.begin() as session:
-        transaction.process_transaction(
-            session,
-            {"resourceType": "Bundle", "type": "transaction", "entry": entries},
-            now=datetime.now(UTC),
-            base_url="http://bench/fhir",
-            get_handler=lambda _s, u: (_ for _ in ()).throw(RuntimeError(u)),
-        )
+        transact(session, entries)
     engine.dispose()
 
 

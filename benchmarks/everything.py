@@ -130,6 +130,17 @@ def _items(prefix: str, key: str, source: str) -> list[dict[str, Any]]:
     return out
 
 
+def transact(session: Any, entries: list[dict[str, Any]]) -> None:
+    """Process ``entries`` as one transaction bundle in ``session`` (in process, trusted)."""
+    transaction.process_transaction(
+        session,
+        {"resourceType": "Bundle", "type": "transaction", "entry": entries},
+        now=datetime.now(UTC),
+        base_url="http://bench/fhir",
+        get_handler=lambda _s, u: (_ for _ in ()).throw(RuntimeError(u)),
+    )
+
+
 def load_heavy(url: str, heavy: int) -> list[str]:
     """Load and link ``heavy`` people (idempotent: PUTs); returns one patient id per person."""
     engine = create_engine_for(url)
@@ -151,13 +162,7 @@ def load_heavy(url: str, heavy: int) -> list[str]:
                 for r in [patient, *_items(prefix, key, source)]
             ]
             with factory.begin() as session:
-                transaction.process_transaction(
-                    session,
-                    {"resourceType": "Bundle", "type": "transaction", "entry": entries},
-                    now=datetime.now(UTC),
-                    base_url="http://bench/fhir",
-                    get_handler=lambda _s, u: (_ for _ in ()).throw(RuntimeError(u)),
-                )
+                transact(session, entries)
         with factory.begin() as session:
             for patient in patients:
                 identity.link_patient(session, patient, now=datetime.now(UTC))

@@ -163,27 +163,18 @@ def _day(text: str, end: bool = False) -> datetime:
 # A period of data, 2010 to 2015 (closed), and conditions within it, straddling its start,
 # after it, and of unknown date; the person's demographics (a type without a care date).
 PERIOD = {"data_from": _day("2010-01-01"), "data_to": _day("2015-12-31", end=True)}
-WITHIN = Resource(
-    "Condition",
-    "hv-in",
-    HOSPITAL,
-    "hv-h",
-    care_dates=((_day("2012-03-01"), _day("2012-03-01", True)),),
-)
-STRADDLING = Resource(
-    "Condition",
-    "hv-st",
-    HOSPITAL,
-    "hv-h",
-    care_dates=((_day("2009-06-01"), _day("2011-01-01", True)),),
-)
-AFTER = Resource(
-    "Condition",
-    "hv-af",
-    HOSPITAL,
-    "hv-h",
-    care_dates=((_day("2016-01-01"), _day("2016-01-01", True)),),
-)
+
+
+def _dated(resource_id: str, first: str, last: str) -> Resource:
+    """A hospital diagnosis of the person whose care date runs over these days."""
+    return Resource(
+        "Condition", resource_id, HOSPITAL, "hv-h", care_dates=((_day(first), _day(last, True)),)
+    )
+
+
+WITHIN = _dated("hv-in", "2012-03-01", "2012-03-01")
+STRADDLING = _dated("hv-st", "2009-06-01", "2011-01-01")
+AFTER = _dated("hv-af", "2016-01-01", "2016-01-01")
 UNDATED = Resource("Condition", "hv-un", HOSPITAL, "hv-h")
 DEMOGRAPHICS = Resource("Patient", "hv-h", HOSPITAL, "hv-h")
 DATED = [WITHIN, STRADDLING, AFTER, UNDATED, DEMOGRAPHICS]
