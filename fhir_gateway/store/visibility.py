@@ -609,21 +609,17 @@ def _code_covers(d: Any, row: Any) -> ColumnElement[bool]:
         .where(t.resource_pk == _row_pk(row), t.system == d.code_system, t.code == d.code)
         .correlate(d, row)
     )
-    indexed = _index_holds_row(row)
-    return or_(
-        d.code.is_(None),
-        and_(indexed, held),
-        and_(not_(indexed), d.decision == _DENY),
-    )
+    return or_(d.code.is_(None), case((_index_holds_row(row), held), else_=d.decision == _DENY))
 
 
 # The care-date parameter of a row's type, as SQL (NULL for a type that records none).
 def _care_param(row: Any) -> Any:
     return case(
         *(
-            (row.resource_type == _quoted(resource_type), _quoted(param))
+            (_quoted(resource_type), _quoted(param))
             for resource_type, param in sorted(CARE_DATE_PARAMS.items())
         ),
+        value=row.resource_type,
         else_=null(),
     )
 
@@ -633,36 +629,37 @@ def _period_covers(d: Any, row: Any) -> ColumnElement[bool]:
     care-date rows in the date index) is what it is about: for a deny, a care date meeting
     the period, or none known (none recorded, a past version, a deleted resource); for a
     permit, care dates known and all within it. A row of a type that records no care date is
-    not covered. The same test as ``consent.directives.Directive.covers_period``."""
+    not covered. The same test as ``consent.directives.Directive.covers_period``.
+
+    One aggregate over the resource's care dates answers both: whether any date meets the
+    period (for a deny) or lies outside it (for a permit); a deny covers a resource with
+    one, a permit a resource without; no dates are read as unknown. (Written once and
+    small: the predicate's SQL is planned with every statement.)"""
     dates = search_date.c
-
-    def care_dates(*conditions: Any) -> ColumnElement[bool]:
-        return exists(
-            select(_ONE)
-            .select_from(search_date)
-            .where(dates.resource_pk == _row_pk(row), dates.param == _care_param(row), *conditions)
-            .correlate(d, row)
-        )
-
-    meets = care_dates(
+    deny = d.decision == _DENY
+    meets = and_(
         or_(d.data_to.is_(None), dates.low <= d.data_to),
         or_(d.data_from.is_(None), dates.high >= d.data_from),
     )
-    outside = care_dates(
-        or_(
-            and_(d.data_from.is_not(None), dates.low < d.data_from),
-            and_(d.data_to.is_not(None), dates.high > d.data_to),
-        )
+    outside = or_(
+        and_(d.data_from.is_not(None), dates.low < d.data_from),
+        and_(d.data_to.is_not(None), dates.high > d.data_to),
     )
-    known = and_(_index_holds_row(row), care_dates())
+    one, zero = literal_column("1", Integer()), literal_column("0", Integer())
+    # 1 if some care date meets the period (a deny) or lies outside it (a permit), 0 if
+    # none does, NULL if the resource has none.
+    found = (
+        select(func.max(case((case((deny, meets), else_=outside), one), else_=zero)))
+        .where(dates.resource_pk == _row_pk(row), dates.param == _care_param(row))
+        .correlate(d, row)
+        .scalar_subquery()
+    )
+    covered = func.coalesce(found, one) == case((deny, one), else_=zero)
     return or_(
         and_(d.data_from.is_(None), d.data_to.is_(None)),
         and_(
             in_set(row.resource_type, sorted(CARE_DATE_PARAMS)),
-            or_(
-                and_(d.decision == _DENY, or_(not_(known), meets)),
-                and_(d.decision == _PERMIT, known, not_(outside)),
-            ),
+            case((_index_holds_row(row), covered), else_=deny),
         ),
     )
 
@@ -673,10 +670,15 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
     # Most people record no directive: say so with two index lookups before anything else.
     has_any = exists_for_person(table, table.c.patient_id, row)
 
-    def applicable(extra: ColumnElement[bool], *, labels: bool = True) -> Any:
-        # A directive narrowed to a label applies only where the resource carries it. (Not
-        # asked for sealed items: a provision naming items names no label.)
-        covered = (_label_covers(d, row),) if labels else ()
+    def applicable(extra: ColumnElement[bool], *, narrowed: bool = True) -> Any:
+        # A directive narrowed to a label, a code or a period of data applies only where the
+        # resource carries, holds or meets it. (Not asked for sealed items: a provision naming
+        # items names none of these.)
+        covered = (
+            (_label_covers(d, row), _code_covers(d, row), _period_covers(d, row))
+            if narrowed
+            else ()
+        )
         return select(d.level).where(
             in_person(d.patient_id, row.patient_id, row),
             or_(d.starts_at.is_(None), d.starts_at <= now),
@@ -693,14 +695,12 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             if node.purposes
             else d.purpose.is_(None),
             or_(d.resource_class.is_(None), d.resource_class == row.resource_type),
-            _code_covers(d, row),
-            _period_covers(d, row),
             *covered,
             extra,
         )
 
     not_sealed = not_(
-        exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)), labels=False))
+        exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)), narrowed=False))
     )
     best_permit = func.coalesce(
         applicable(d.decision == _PERMIT).with_only_columns(func.max(d.level)).scalar_subquery(),
