@@ -14,11 +14,11 @@ import orjson
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from consent.directives import DirectiveError, directives_from_consent
+from consent.directives import Directive, DirectiveError, directives_from_consent
 from consent.relationships import relationships_from
 from fhir_gateway.access.models import CareRelationshipRow, ConsentDirectiveRow
 from fhir_gateway.outcomes import Unprocessable
-from fhir_gateway.search.dates import InvalidDate, parse_range
+from fhir_gateway.search.dates import MAX_DATE, MIN_DATE, InvalidDate, parse_range
 from fhir_gateway.search.registry import SUPPORTED_TYPES
 from fhir_gateway.store.models import ResourceRow
 
@@ -129,29 +129,36 @@ def replace_derived(session: Session, writes: Sequence[Any], *, now: datetime) -
                 )
             except DirectiveError as exc:
                 raise Unprocessable(f"Consent/{write.resource_id}: {exc}") from exc
-            for d in found:
-                directives.append(
-                    {
-                        "resource_pk": write.existing_pk,
-                        "patient_id": d.patient_id,
-                        "decision": d.decision,
-                        "level": d.level,
-                        "recipient_organisation": d.recipient_organisation,
-                        "recipient_role": d.recipient_role,
-                        "source_organisation": d.source_organisation,
-                        "item": d.item,
-                        "label": d.label,
-                        "purpose": d.purpose,
-                        "resource_class": d.resource_class,
-                        "code_system": d.code[0] if d.code else None,
-                        "code": d.code[1] if d.code else None,
-                        "data_from": d.data_from,
-                        "data_to": d.data_to,
-                        "starts_at": d.starts_at,
-                        "ends_at": d.ends_at,
-                    }
-                )
+            directives.extend(directive_values(d, write.existing_pk) for d in found)
     if relationships:
         session.execute(insert(CareRelationshipRow), relationships)
     if directives:
         session.execute(insert(ConsentDirectiveRow), directives)
+
+
+def directive_values(d: Directive, resource_pk: int | None) -> dict[str, object]:
+    """The ``consent_directive`` row recording ``d`` (from the Consent at ``resource_pk``).
+
+    A period of data open at one end is stored with the earliest or latest instant there
+    (the date index's own bounds), so that the SQL tests it with plain comparisons; a
+    directive naming no period stores neither end."""
+    dated = d.data_from is not None or d.data_to is not None
+    return {
+        "resource_pk": resource_pk,
+        "patient_id": d.patient_id,
+        "decision": d.decision,
+        "level": d.level,
+        "recipient_organisation": d.recipient_organisation,
+        "recipient_role": d.recipient_role,
+        "source_organisation": d.source_organisation,
+        "item": d.item,
+        "label": d.label,
+        "purpose": d.purpose,
+        "resource_class": d.resource_class,
+        "code_system": d.code[0] if d.code else None,
+        "code": d.code[1] if d.code else None,
+        "data_from": (d.data_from or MIN_DATE) if dated else None,
+        "data_to": (d.data_to or MAX_DATE) if dated else None,
+        "starts_at": d.starts_at,
+        "ends_at": d.ends_at,
+    }

@@ -596,12 +596,14 @@ def _row_pk(row: Any) -> Any:
     return row.resource_pk if hasattr(row, "resource_pk") else row.pk
 
 
-def _code_covers(d: Any, row: Any) -> ColumnElement[bool]:
-    """The directive row ``d`` names no code, or ``row``'s token index holds it (under any
-    parameter); where the index does not hold ``row``'s values (a past version in
-    ``resource_history``, or a deleted resource), a deny applies and a permit does not. The
-    same test as ``consent.directives.Directive.covers_code``. One lookup by the resource's
-    key, asked only of the person's own directive rows that name a code."""
+def _code_covers(d: Any, row: Any, *, deny: bool) -> ColumnElement[bool]:
+    """The directive row ``d`` (a deny, or a permit) names no code, or ``row``'s token index
+    holds it (under any parameter); where the index does not hold ``row``'s values (a past
+    version in ``resource_history``, or a deleted resource), a deny applies and a permit
+    does not. The same test as ``consent.directives.Directive.covers_code``. One lookup by
+    the resource's key, asked only of the person's own directive rows that name a code.
+    Written flat, and apart for denies and permits: SQLite's parser has a fixed depth, which
+    the predicate nested inside a reverse chain comes near."""
     t = search_token.c
     held = exists(
         select(_ONE)
@@ -609,7 +611,10 @@ def _code_covers(d: Any, row: Any) -> ColumnElement[bool]:
         .where(t.resource_pk == _row_pk(row), t.system == d.code_system, t.code == d.code)
         .correlate(d, row)
     )
-    return or_(d.code.is_(None), case((_index_holds_row(row), held), else_=d.decision == _DENY))
+    indexed = _index_holds_row(row)
+    if deny:
+        return or_(d.code.is_(None), not_(indexed), held)
+    return or_(d.code.is_(None), and_(indexed, held))
 
 
 # The care-date parameter of a row's type, as SQL (NULL for a type that records none).
@@ -624,44 +629,39 @@ def _care_param(row: Any) -> Any:
     )
 
 
-def _period_covers(d: Any, row: Any) -> ColumnElement[bool]:
-    """The directive row ``d`` names no period of data, or ``row``'s care date (its type's
-    care-date rows in the date index) is what it is about: for a deny, a care date meeting
-    the period, or none known (none recorded, a past version, a deleted resource); for a
-    permit, care dates known and all within it. A row of a type that records no care date is
-    not covered. The same test as ``consent.directives.Directive.covers_period``.
+def _period_covers(d: Any, row: Any, *, deny: bool) -> ColumnElement[bool]:
+    """The directive row ``d`` (a deny, or a permit) names no period of data, or ``row``'s
+    care date (its type's care-date rows in the date index) is what it is about: for a
+    deny, a care date meeting the period, or none known (none recorded, a past version, a
+    deleted resource); for a permit, care dates known and all within it. A row of a type
+    that records no care date is not covered. The same test as
+    ``consent.directives.Directive.covers_period``.
 
-    One aggregate over the resource's care dates answers both: whether any date meets the
-    period (for a deny) or lies outside it (for a permit); a deny covers a resource with
-    one, a permit a resource without; no dates are read as unknown. (Written once and
-    small: the predicate's SQL is planned with every statement.)"""
+    One aggregate over the resource's care dates: whether any meets the period (for a deny)
+    or lies outside it (for a permit); NULL where there are none. The row stores an open end
+    as the earliest or latest instant (``directive_values``), so each test is two
+    comparisons. (Small and flat: the predicate is planned with every statement that is not
+    prepared, and SQLite's parser has a fixed depth.)"""
     dates = search_date.c
-    deny = d.decision == _DENY
-    meets = and_(
-        or_(d.data_to.is_(None), dates.low <= d.data_to),
-        or_(d.data_from.is_(None), dates.high >= d.data_from),
-    )
-    outside = or_(
-        and_(d.data_from.is_not(None), dates.low < d.data_from),
-        and_(d.data_to.is_not(None), dates.high > d.data_to),
-    )
+    if deny:
+        tested = and_(dates.low <= d.data_to, dates.high >= d.data_from)  # meets it
+    else:
+        tested = or_(dates.low < d.data_from, dates.high > d.data_to)  # lies outside it
     one, zero = literal_column("1", Integer()), literal_column("0", Integer())
-    # 1 if some care date meets the period (a deny) or lies outside it (a permit), 0 if
-    # none does, NULL if the resource has none.
-    found = (
-        select(func.max(case((case((deny, meets), else_=outside), one), else_=zero)))
+    found = func.coalesce(
+        select(func.max(case((tested, one), else_=zero)))
         .where(dates.resource_pk == _row_pk(row), dates.param == _care_param(row))
         .correlate(d, row)
-        .scalar_subquery()
+        .scalar_subquery(),
+        literal_column("-1", Integer()),
     )
-    covered = func.coalesce(found, one) == case((deny, one), else_=zero)
-    return or_(
-        and_(d.data_from.is_(None), d.data_to.is_(None)),
-        and_(
-            in_set(row.resource_type, sorted(CARE_DATE_PARAMS)),
-            case((_index_holds_row(row), covered), else_=deny),
-        ),
-    )
+    dated = in_set(row.resource_type, sorted(CARE_DATE_PARAMS))
+    indexed = _index_holds_row(row)
+    if deny:
+        # Unknown (not indexed, or no care date: -1), or some date meets it (1).
+        return or_(d.data_from.is_(None), and_(dated, or_(not_(indexed), found != zero)))
+    # Known, and no date outside it (0).
+    return or_(d.data_from.is_(None), and_(dated, indexed, found == zero))
 
 
 def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElement[bool]:
@@ -670,12 +670,17 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
     # Most people record no directive: say so with two index lookups before anything else.
     has_any = exists_for_person(table, table.c.patient_id, row)
 
-    def applicable(extra: ColumnElement[bool], *, narrowed: bool = True) -> Any:
+    def applicable(extra: ColumnElement[bool], *, narrowed: str | None) -> Any:
         # A directive narrowed to a label, a code or a period of data applies only where the
-        # resource carries, holds or meets it. (Not asked for sealed items: a provision naming
+        # resource carries, holds or meets it; ``narrowed``: the decision of the directives
+        # asked for ("deny" or "permit"). (Not asked for sealed items: a provision naming
         # items names none of these.)
         covered = (
-            (_label_covers(d, row), _code_covers(d, row), _period_covers(d, row))
+            (
+                _label_covers(d, row),
+                _code_covers(d, row, deny=narrowed == "deny"),
+                _period_covers(d, row, deny=narrowed == "deny"),
+            )
             if narrowed
             else ()
         )
@@ -700,10 +705,12 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
         )
 
     not_sealed = not_(
-        exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)), narrowed=False))
+        exists(applicable(and_(d.decision == _DENY, d.item.is_not(None)), narrowed=None))
     )
     best_permit = func.coalesce(
-        applicable(d.decision == _PERMIT).with_only_columns(func.max(d.level)).scalar_subquery(),
+        applicable(d.decision == _PERMIT, narrowed="permit")
+        .with_only_columns(func.max(d.level))
+        .scalar_subquery(),
         _NONE,
     )
     if node.lift_objections:
@@ -711,7 +718,9 @@ def _directives_allow(node: DirectivesAllow, now: Any, row: Any) -> ColumnElemen
             return and_(has_any, not_sealed, best_permit > _NONE)
         return or_(not_(has_any), not_sealed)
     best_deny = func.coalesce(
-        applicable(d.decision == _DENY).with_only_columns(func.max(d.level)).scalar_subquery(),
+        applicable(d.decision == _DENY, narrowed="deny")
+        .with_only_columns(func.max(d.level))
+        .scalar_subquery(),
         _NONE,
     )
     # The most specific directive wins; at equal specificity deny wins.

@@ -38,6 +38,7 @@ from consent.visibility import (
     specialise,
     visibility,
 )
+from fhir_gateway.access.derive import directive_values
 from fhir_gateway.access.models import (
     BreakGlassGrantRow,
     CareRelationshipRow,
@@ -771,25 +772,7 @@ def write_world(session: Session, world: World) -> dict[str, int]:
         session.execute(
             insert(ConsentDirectiveRow),
             [
-                {
-                    "resource_pk": by_key[f"Consent/hv-consent-{d.patient_id}"],
-                    "patient_id": d.patient_id,
-                    "decision": d.decision,
-                    "level": d.level,
-                    "recipient_organisation": d.recipient_organisation,
-                    "recipient_role": d.recipient_role,
-                    "source_organisation": d.source_organisation,
-                    "item": d.item,
-                    "label": d.label,
-                    "purpose": d.purpose,
-                    "resource_class": d.resource_class,
-                    "code_system": d.code[0] if d.code else None,
-                    "code": d.code[1] if d.code else None,
-                    "data_from": d.data_from,
-                    "data_to": d.data_to,
-                    "starts_at": d.starts_at,
-                    "ends_at": d.ends_at,
-                }
+                directive_values(d, by_key[f"Consent/hv-consent-{d.patient_id}"])
                 for d in world.directives
             ],
         )
