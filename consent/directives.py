@@ -198,6 +198,13 @@ class Directive:
         return label_covers(self.label, sensitivity, security)
 
 
+def specificity(item: str | None, *named: object) -> int:
+    """A directive's level: 3 for an item; else one for each other thing it names (a source,
+    a recipient, a label, a purpose, a type, a code, a period: ``named``, None where it names
+    none), never above 3, so nothing outranks an item."""
+    return 3 if item else min(sum(n is not None for n in named), 3)
+
+
 def label_covers(
     label: str | None, sensitivity: AbstractSet[str], security: AbstractSet[str]
 ) -> bool:
@@ -405,20 +412,20 @@ def _walk(
         classes or [None],
         codes or [None],
     ):
-        named = (
-            (source is not None)
-            + (organisation is not None or role is not None)
-            + (label is not None)
-            + (purpose is not None)
-            + (resource_class is not None)
-            + (code is not None)
-            + dated
-        )
         out.append(
             Directive(
                 patient_id=patient_id,
                 decision=str(decision),
-                level=3 if item else min(named, 3),
+                level=specificity(
+                    item,
+                    source,
+                    organisation or role,
+                    label,
+                    purpose,
+                    resource_class,
+                    code,
+                    data_from or data_to,
+                ),
                 recipient_organisation=organisation,
                 recipient_role=role,
                 source_organisation=source,

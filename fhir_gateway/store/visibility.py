@@ -416,7 +416,7 @@ def _in_scope(node: InScope, row: Any = ResourceRow) -> ColumnElement[bool]:
     current version's values only, so a row of ``resource_history`` (``row`` has a
     ``resource_pk``) is in scope only if it is the current version and that is."""
     history = hasattr(row, "resource_pk")
-    resource_pk = row.resource_pk if history else row.pk
+    resource_pk = _row_pk(row)
     per_type = []
     for resource_type, queries in node.narrowed:
         matched = or_(

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from consent.agreements import Agreement, parse_agreement
 from consent.audit import Action, Outcome, record_for
 from consent.context import AccessContext, CallerKind, Purpose, Scope, TokenCriterion
-from consent.directives import Directive
+from consent.directives import Directive, specificity
 from consent.relationships import Relationship
 from consent.visibility import (
     Grant,
@@ -536,17 +536,8 @@ def _directive(
     return Directive(
         patient_id=draw(st.sampled_from(patient_ids)),
         decision=draw(st.sampled_from(["deny", "permit"])),
-        level=3
-        if item
-        else min(
-            3,
-            (source is not None)
-            + (recipient is not None)
-            + (label is not None)
-            + (purpose is not None)
-            + (resource_class is not None)
-            + (code is not None)
-            + (data_from is not None or data_to is not None),
+        level=specificity(
+            item, source, recipient, label, purpose, resource_class, code, data_from or data_to
         ),
         recipient_organisation=recipient[1] if recipient and recipient[0] == "org" else None,
         recipient_role=recipient[1] if recipient and recipient[0] == "role" else None,
